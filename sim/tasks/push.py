@@ -1,0 +1,69 @@
+"""push: push the red block onto the green goal disc (a short two-stage task for fast tests).
+
+Stages: reach (get behind the block), push.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim.scene import BoxObject, GoalMarker
+from sim.tasks.base import SO101TaskEnv, TaskEval
+from sim.tasks.registry import register_task
+
+BLOCK_HALF = 0.018
+PUSH_TOLERANCE = 0.025
+PUSH_MIN, PUSH_MAX = 0.06, 0.09
+
+
+@register_task("push")
+class PushEnv(SO101TaskEnv):
+    instruction = "Push the red block onto the green target."
+    stages = ("reach", "push")
+    max_steps = 120
+    env_state_dim = 6
+    block = "block"
+
+    @classmethod
+    def scene_objects(cls):
+        return ((BoxObject(cls.block, BLOCK_HALF, (0.85, 0.15, 0.15, 1.0), mass=0.08),),
+                (GoalMarker("goal", 0.03, (0.15, 0.8, 0.2, 1.0)),))
+
+    def _initialize_episode(self, rng: np.random.Generator) -> None:
+        block_xy = rng.uniform([0.17, -0.07], [0.23, 0.07])
+        angle = rng.uniform(-np.pi, np.pi)
+        dist = rng.uniform(PUSH_MIN, PUSH_MAX)
+        goal_xy = block_xy + dist * np.array([np.cos(angle), np.sin(angle)])
+        goal_xy = np.clip(goal_xy, [0.14, -0.12], [0.27, 0.12])
+        self.data.jnt(self.block).qpos[:3] = (*block_xy, BLOCK_HALF)
+        self.data.mocap_pos[self.model.body("goal").mocapid[0]] = (*goal_xy, 0.0)
+
+    @property
+    def goal_pos(self) -> np.ndarray:
+        return np.array([*self.data.mocap_pos[self.model.body("goal").mocapid[0]][:2], BLOCK_HALF])
+
+    def _on_reset(self) -> None:
+        self._start_tcp = self.tcp_pos
+        self._start_dist = float(np.linalg.norm(self.goal_pos[:2] - self.body_pos(self.block)[:2]))
+
+    def pre_push_point(self) -> np.ndarray:
+        """Behind the block, opposite the goal, at table height: where a push starts."""
+        pos = self.body_pos(self.block)
+        d = self.goal_pos[:2] - pos[:2]
+        d /= np.linalg.norm(d) + 1e-9
+        return np.array([*(pos[:2] - d * (BLOCK_HALF + 0.02)), 0.012])
+
+    def environment_state_now(self) -> np.ndarray:
+        return np.concatenate([self.body_pos(self.block), self.goal_pos])
+
+    def evaluate(self) -> TaskEval:
+        pos = self.body_pos(self.block)
+        d_goal = float(np.linalg.norm(pos[:2] - self.goal_pos[:2]))
+        if d_goal < PUSH_TOLERANCE:
+            return TaskEval(True, 1, 1.0)
+        if self.touching("gripper", self.block) or self.touching("moving_jaw_so101_v1", self.block) or (
+            np.linalg.norm(self.tcp_pos - self.pre_push_point()) < 0.015
+        ):
+            return TaskEval(False, 1, 1.0 - np.clip((d_goal - PUSH_TOLERANCE) / self._start_dist, 0.0, 1.0))
+        d0 = float(np.linalg.norm(self._start_tcp - self.pre_push_point())) + 1e-6
+        return TaskEval(False, 0, 1.0 - np.clip(np.linalg.norm(self.tcp_pos - self.pre_push_point()) / d0, 0, 1))
