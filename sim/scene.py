@@ -141,7 +141,7 @@ def build_model(scene: SceneSpec, customize: Callable[[mujoco.MjSpec], None] | N
     mat.textures[mujoco.mjtTextureRole.mjTEXROLE_RGB] = tex.name
     # A small third size number makes the renderer tessellate the plane into ~720k triangles.
     world.add_geom(name="floor", type=mujoco.mjtGeom.mjGEOM_PLANE, size=[1.0, 1.0, 0.5],
-                   material="table_mat", friction=[1.0, 0.005, 0.0001])
+                   material="table_mat", friction=[0.5, 0.005, 0.0001])
     light = world.add_light(name="top", pos=[0.2, 0.0, 1.5], dir=[0, 0, -1],
                             diffuse=[0.6, 0.6, 0.6], specular=[0.1, 0.1, 0.1])
     light.castshadow = not fast
@@ -168,5 +168,5 @@ def build_model(scene: SceneSpec, customize: Callable[[mujoco.MjSpec], None] | N
         body = world.add_body(name=box.name, pos=[0.2, 0.0, box.half_size])
         body.add_freejoint(name=box.name)
         body.add_geom(name=box.name, type=mujoco.mjtGeom.mjGEOM_BOX, size=[box.half_size] * 3,
-                      rgba=list(box.rgba), mass=box.mass, friction=[1.2, 0.01, 0.001], condim=4)
+                      rgba=list(box.rgba), mass=box.mass, friction=[0.5, 0.01, 0.001], condim=4)
     return spec.compile()

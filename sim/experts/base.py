@@ -87,6 +87,9 @@ class Phase:
     speed: float = 1.0  # max |action| on the position part
     tol: float = 0.004
     timeout: int = 80
+    abort: Callable[[SO101TaskEnv], bool] | None = None
+    """Recovery: when this returns True the expert goes back to phase ``restart``."""
+    restart: str = ""
 
 
 EXPERTS: dict[str, Callable[[], list[Phase]]] = {}
@@ -117,6 +120,7 @@ class ScriptedExpert:
         self.gave_up = False
         self.done = False
         self._dropped = False
+        self.recoveries = 0
         self._detour_done: set[int] = set()
         self._detour_point: np.ndarray | None = None
 
@@ -177,6 +181,14 @@ class ScriptedExpert:
                 else:
                     self.steps_in_phase += 1
                     return self._noisy(np.clip(err / env.config.ee_step, -1, 1), ph.gripper)
+            if ph.abort is not None and ph.abort(env):
+                self.i = next(k for k, p in enumerate(self.plan) if p.name == ph.restart)
+                self.steps_in_phase = 0
+                self.recoveries += 1
+                if self.recoveries > 4:
+                    self.gave_up = self.done = True
+                    return np.array([0.0, 0.0, 0.0, self.phase.gripper], dtype=np.float32)
+                continue
             err = ph.target(env) - env.tcp_pos
             if np.linalg.norm(err) < ph.tol or self.steps_in_phase >= ph.timeout:
                 self._advance(env)

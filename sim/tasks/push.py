@@ -14,13 +14,15 @@ from sim.tasks.registry import register_task
 BLOCK_HALF = 0.018
 PUSH_TOLERANCE = 0.025
 PUSH_MIN, PUSH_MAX = 0.06, 0.09
+# The jaw's collision hull reaches ~4 cm beside the TCP: start a push well clear of the block.
+PRE_PUSH_DISTANCE = 0.065
 
 
 @register_task("push")
 class PushEnv(SO101TaskEnv):
     instruction = "Push the red block onto the green target."
     stages = ("reach", "push")
-    max_steps = 120
+    max_steps = 160
     env_state_dim = 6
     block = "block"
 
@@ -30,11 +32,17 @@ class PushEnv(SO101TaskEnv):
                 (GoalMarker("goal", 0.03, (0.15, 0.8, 0.2, 1.0)),))
 
     def _initialize_episode(self, rng: np.random.Generator) -> None:
-        block_xy = rng.uniform([0.17, -0.07], [0.23, 0.07])
-        angle = rng.uniform(-np.pi, np.pi)
-        dist = rng.uniform(PUSH_MIN, PUSH_MAX)
-        goal_xy = block_xy + dist * np.array([np.cos(angle), np.sin(angle)])
-        goal_xy = np.clip(goal_xy, [0.14, -0.12], [0.27, 0.12])
+        # Rejection-sample a push whose goal and start point both lie where a vertical gripper
+        # reaches (x ~0.13-0.30 m from the base).
+        for _ in range(1000):
+            block_xy = rng.uniform([0.17, -0.07], [0.23, 0.07])
+            angle = rng.uniform(-np.pi, np.pi)
+            u = np.array([np.cos(angle), np.sin(angle)])
+            goal_xy = block_xy + rng.uniform(PUSH_MIN, PUSH_MAX) * u
+            start_xy = block_xy - PRE_PUSH_DISTANCE * u
+            if (np.all((goal_xy >= [0.15, -0.1]) & (goal_xy <= [0.25, 0.1]))
+                    and np.all((start_xy >= [0.13, -0.12]) & (start_xy <= [0.28, 0.12]))):
+                break
         self.data.jnt(self.block).qpos[:3] = (*block_xy, BLOCK_HALF)
         self.data.mocap_pos[self.model.body("goal").mocapid[0]] = (*goal_xy, 0.0)
 
@@ -51,7 +59,7 @@ class PushEnv(SO101TaskEnv):
         pos = self.body_pos(self.block)
         d = self.goal_pos[:2] - pos[:2]
         d /= np.linalg.norm(d) + 1e-9
-        return np.array([*(pos[:2] - d * (BLOCK_HALF + 0.02)), 0.012])
+        return np.array([*(pos[:2] - d * PRE_PUSH_DISTANCE), 0.025])
 
     def environment_state_now(self) -> np.ndarray:
         return np.concatenate([self.body_pos(self.block), self.goal_pos])

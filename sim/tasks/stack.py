@@ -28,7 +28,7 @@ class StackEnv(PickPlaceEnv):
                  BoxObject("base_block", BASE_HALF, (0.15, 0.3, 0.85, 1.0), mass=0.2)), ())
 
     def _initialize_episode(self, rng: np.random.Generator) -> None:
-        block_xy, base_xy = sample_apart(rng, 0.075)
+        block_xy, base_xy = sample_apart(rng, 0.09)
         self.data.jnt(self.block).qpos[:3] = (*block_xy, BLOCK_HALF)
         self.data.jnt("base_block").qpos[:3] = (*base_xy, BASE_HALF)
 
