@@ -160,7 +160,7 @@ class ScriptedExpert:
             return self._noisy(np.zeros(3), grip)
         # a drop and re-grasp: halfway through the carry, open the jaws and go back for the block
         q = self.quality
-        if q.drop_regrasp and not self._dropped and self.phase.name == "carry" and self.steps_in_phase == 6:
+        if q.drop_regrasp and not self._dropped and self.phase.name == "carry" and self.steps_in_phase == 2:
             self._dropped = True
             self.plan[self.i:self.i] = self.drop_phases
             self.steps_in_phase = 0

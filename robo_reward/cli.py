@@ -1,0 +1,164 @@
+"""``robo-reward`` command line: one subcommand per job, each a draccus config dataclass whose
+field docstrings are its ``--help``.
+
+Subcommands that need the simulator import ``sim`` lazily, so ``robo_reward`` itself never
+depends on it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import draccus
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("SVT_LOG", "1")  # the AV1 encoder is chatty at its default level
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+@dataclass
+class CollectConfig:
+    task: str = "pick_place"
+    """Task to demonstrate: pick_place, stack or push."""
+    episodes: int = 50
+    """Target number of episodes in --out (an existing dataset is topped up to this)."""
+    quality: str = "mixed"
+    """clean (every episode clean) or mixed (40% clean, 40% degraded, 20% stopping short)."""
+    out: Path = Path("datasets/so101_pick_place")
+    """Dataset directory (LeRobotDataset v3)."""
+    seed: int = 0
+    """Base seed; episode i uses a seed derived from (seed, i), so a resumed run continues the same sequence."""
+    cameras: str = "front,side,wrist"
+    """Comma-separated cameras to record."""
+    width: int = 64
+    """Image width in pixels."""
+    height: int = 64
+    """Image height in pixels."""
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1:
+            raise ValueError(f"--episodes: {self.episodes}; expected >= 1")
+        if self.quality not in ("clean", "mixed"):
+            raise ValueError(f"--quality: {self.quality!r}; expected 'clean' or 'mixed'")
+
+
+@dataclass
+class ImportRawConfig:
+    src: Path = Path("raw")
+    """Directory of episode_*/cam_<name>.mp4 + annotated_keyframes.json + task_instruction.json."""
+    out: Path = Path("datasets/imported")
+    """Dataset directory to write."""
+    cameras: str = ""
+    """Comma-separated cameras to import (default: every cam_<name>.mp4 found)."""
+    stages: str = ""
+    """Comma-separated stage order (default: order of first appearance in the annotations)."""
+
+
+@dataclass
+class DatasetInfoConfig:
+    dataset: Path = Path("datasets/so101_pick_place")
+    """Dataset directory."""
+    png: Path | None = None
+    """Where to write the contact sheet (default: <dataset>/contact_sheet.png)."""
+    episode: int = 0
+    """Episode shown in the contact sheet."""
+
+
+@dataclass
+class QuickstartConfig:
+    out: Path = Path("datasets/so101_pick_place_quickstart")
+    """Where the demo dataset goes."""
+    task: str = "pick_place"
+    """Task to collect."""
+    episodes: int = 10
+    """Episodes to collect."""
+
+
+def _split(s: str) -> list[str]:
+    return [x.strip() for x in s.split(",") if x.strip()]
+
+
+def cmd_collect(cfg: CollectConfig) -> int:
+    from sim.collect import collect
+
+    r = collect(cfg.task, cfg.episodes, cfg.quality, cfg.out, cfg.seed, tuple(_split(cfg.cameras)),
+                cfg.width, cfg.height)
+    state = "interrupted: " if r.interrupted else ""
+    print(f"{state}added {r.added} episodes to {r.out} (now {r.total}); success rate of this run "
+          f"{r.success_rate:.2f}")
+    return 130 if r.interrupted else 0
+
+
+def cmd_import_raw(cfg: ImportRawConfig) -> int:
+    from robo_reward.raw_import import import_raw
+
+    n = import_raw(cfg.src, cfg.out, _split(cfg.stages) or None, _split(cfg.cameras) or None)
+    print(f"imported {n} episodes into {cfg.out}")
+    return 0
+
+
+def cmd_dataset_info(cfg: DatasetInfoConfig) -> int:
+    from robo_reward.dataset_info import dataset_info
+
+    text, png = dataset_info(cfg.dataset, cfg.png, cfg.episode)
+    print(text)
+    print(f"contact sheet {png}")
+    return 0
+
+
+def cmd_quickstart(cfg: QuickstartConfig) -> int:
+    """The main job on built-in defaults: collect a small demo set, then summarise and plot it."""
+    rc = cmd_collect(CollectConfig(task=cfg.task, episodes=cfg.episodes, out=cfg.out))
+    if rc:
+        return rc
+    return cmd_dataset_info(DatasetInfoConfig(dataset=cfg.out))
+
+
+COMMANDS = {
+    "collect": (CollectConfig, cmd_collect, "collect scripted sim demos into a LeRobot dataset"),
+    "import-raw": (ImportRawConfig, cmd_import_raw, "import raw multi-view recordings with keyframes"),
+    "dataset-info": (DatasetInfoConfig, cmd_dataset_info, "summarise a dataset and draw a contact sheet"),
+    "quickstart": (QuickstartConfig, cmd_quickstart, "collect a small demo set, summarise and plot it"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: robo-reward <command> [--field=value ...]   (robo-reward <command> --help)", "", "commands:"]
+    lines += [f"  {name:<14} {help_}" for name, (_, _, help_) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"robo-reward: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    # `dataset-info DIR` takes the directory positionally too
+    if name == "dataset-info" and rest and not rest[0].startswith("-"):
+        rest = [f"--dataset={rest[0]}", *rest[1:]]
+    cfg_cls, fn, _ = COMMANDS[name]
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        cfg = draccus.parse(config_class=cfg_cls, args=rest, prog=f"robo-reward {name}")
+        return fn(cfg)
+    except ValueError as e:  # bad input: one clear line, no traceback
+        print(f"robo-reward {name}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
