@@ -1,0 +1,124 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from robo_reward.data import DatasetError, load_episode_meta, open_dataset, read_dataset_summary
+from robo_reward.labels import Segments, temporal_proportions
+from sim.collect import collect, run_episode
+from sim.experts import ExpertQuality
+from sim.tasks import make_env
+
+
+@pytest.fixture(scope="module")
+def push_dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ds") / "push"
+    r = collect("push", 3, "clean", out, seed=0, progress=False)
+    assert r.total == 3 and not r.interrupted
+    return out
+
+
+def test_dataset_round_trip_with_lerobot(push_dataset):
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    ds = LeRobotDataset("local/push", root=push_dataset)
+    assert ds.num_episodes == 3
+    assert set(ds.meta.video_keys) == {f"observation.images.{c}" for c in ("front", "side", "wrist")}
+    assert ds.fps == 20
+    # re-render episode 0 from its seed and compare decoded frames (codec tolerance)
+    meta = load_episode_meta(push_dataset)[0]
+    env = make_env("push")
+    ep = run_episode(env, meta.seed, ExpertQuality(), "push")
+    assert len(ep.frames) == meta.length == ds.meta.episodes[0]["length"]
+    for t in (0, meta.length // 2, meta.length - 1):
+        item = ds[t]
+        for cam in ("front", "side", "wrist"):
+            decoded = (item[f"observation.images.{cam}"].permute(1, 2, 0).numpy() * 255).astype(np.float32)
+            raw = ep.frames[t][f"observation.images.{cam}"].astype(np.float32)
+            assert np.abs(decoded - raw).mean() < 12, f"{cam} frame {t} differs beyond codec tolerance"
+        np.testing.assert_allclose(item["observation.state"].numpy(), ep.frames[t]["observation.state"], atol=1e-4)
+    env.close()
+
+
+def test_annotations_and_proportions_on_disk(push_dataset):
+    files = sorted((push_dataset / "meta" / "episodes").glob("*/*.parquet"))
+    df = pd.concat([pd.read_parquet(f) for f in files])
+    for col in ("sparse_subtask_names", "sparse_subtask_start_frames", "sparse_subtask_end_frames", "quality", "success"):
+        assert col in df.columns
+    segs = []
+    for _, row in df.iterrows():
+        seg = Segments(tuple(row.sparse_subtask_names), tuple(row.sparse_subtask_start_frames),
+                       tuple(row.sparse_subtask_end_frames)).validate(int(row.length))
+        assert seg.names == ("reach", "push")
+        assert seg.starts[0] == 0 and seg.ends[-1] == row.length - 1
+        segs.append(seg)
+        assert row.quality == "clean" and row.success
+    props = json.loads((push_dataset / "meta" / "temporal_proportions_sparse.json").read_text())
+    assert props == pytest.approx(temporal_proportions(segs, ("reach", "push")))
+
+
+def test_lerobot_sarm_processor_accepts_annotations(push_dataset):
+    from lerobot.rewards.sarm.processor_sarm import SARMEncodingProcessorStep
+
+    ds = open_dataset(push_dataset)
+    df = ds.meta.episodes.to_pandas()
+    usable = SARMEncodingProcessorStep._annotations_are_usable(
+        df.loc[0, "sparse_subtask_names"], df.loc[0, "sparse_subtask_start_frames"], df.loc[0, "sparse_subtask_end_frames"])
+    assert usable
+
+
+def test_summary(push_dataset):
+    s = read_dataset_summary(push_dataset)
+    assert s["episodes"] == 3 and s["cameras"] == ["front", "side", "wrist"] and s["quality"] == {"clean": 3}
+
+
+def test_rerun_appends_and_mismatched_fps_is_refused(tmp_path):
+    out = tmp_path / "pp"
+    collect("push", 1, "mixed", out, seed=1, cameras=("front",), progress=False)
+    r = collect("push", 2, "mixed", out, seed=1, cameras=("front",), progress=False)
+    assert r.added == 1 and r.total == 2
+    assert open_dataset(out).num_episodes == 2
+    assert sorted(load_episode_meta(out)) == [0, 1]
+    with pytest.raises(DatasetError, match="features"):
+        collect("push", 3, "mixed", out, seed=1, cameras=("front", "side"), progress=False)
+    assert open_dataset(out).num_episodes == 2, "a refused run must not damage the dataset"
+
+
+def test_open_missing_and_non_dataset_dirs(tmp_path):
+    with pytest.raises(DatasetError, match="not a LeRobot dataset"):
+        open_dataset(tmp_path)
+    (tmp_path / "junk.txt").write_text("x")
+    with pytest.raises(DatasetError, match="exists and is not a LeRobot dataset"):
+        collect("push", 1, "clean", tmp_path, progress=False)
+
+
+def test_interrupted_collect_keeps_saved_episodes_and_resumes(tmp_path):
+    out = tmp_path / "int"
+    cmd = [sys.executable, "-m", "robo_reward.cli", "collect", "--task=push", "--episodes=30", f"--out={out}",
+           "--cameras=front"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    sidecar = out / "meta" / "robo_reward_episodes.jsonl"
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if sidecar.exists() and len(sidecar.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, output
+    assert "interrupted" in output
+    n = open_dataset(out).num_episodes
+    assert 2 <= n < 30
+    ds = open_dataset(out)
+    _ = ds[len(ds) - 1]  # the last saved frame decodes
+    r = collect("push", n + 1, "mixed", out, seed=0, cameras=("front",), progress=False)
+    assert r.total == n + 1
+    assert open_dataset(out).num_episodes == n + 1

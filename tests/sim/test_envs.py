@@ -1,0 +1,95 @@
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from sim.experts import make_expert
+from sim.tasks import TASKS, make_env
+
+TASK_NAMES = sorted(TASKS)
+
+
+@pytest.mark.parametrize("task", TASK_NAMES)
+def test_check_env(task):
+    env = make_env(task)
+    check_env(env, skip_render_check=True)
+    env.close()
+
+
+@pytest.mark.parametrize("task", TASK_NAMES)
+@pytest.mark.parametrize("action_space", ["ee_delta", "joint_pos"])
+def test_seeded_reset_is_deterministic(task, action_space):
+    env = make_env(task, action_space=action_space)
+    trajs = []
+    for _ in range(2):
+        obs, _ = env.reset(seed=123)
+        env.action_space.seed(7)
+        seq = [obs["environment_state"].copy(), obs["pixels"]["front"].copy()]
+        for _ in range(5):
+            obs, *_ = env.step(env.action_space.sample())
+            seq.append(obs["agent_pos"].copy())
+        trajs.append(seq)
+    for a, b in zip(*trajs, strict=True):
+        np.testing.assert_array_equal(a, b)
+    other, _ = env.reset(seed=124)
+    assert not np.allclose(other["environment_state"], trajs[0][0]), "different seeds must place objects differently"
+    env.close()
+
+
+@pytest.mark.parametrize("task", TASK_NAMES)
+def test_nan_and_out_of_space_actions_raise(task):
+    env = make_env(task, cameras=())
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=r"non-finite values \[nan"):
+        env.step(np.array([np.nan, 0.0, 0.0, 1.0]))
+    with pytest.raises(ValueError, match=r"outside the ee_delta space"):
+        env.step(np.array([0.0, 2.5, 0.0, 1.0]))
+    with pytest.raises(ValueError, match=r"shape \(3,\)"):
+        env.step(np.zeros(3))
+
+
+def test_observation_has_three_cameras_at_configured_size():
+    env = make_env("push", width=48, height=32)
+    obs, info = env.reset(seed=0)
+    assert set(obs["pixels"]) == {"front", "side", "wrist"}
+    assert obs["pixels"]["wrist"].shape == (32, 48, 3)
+    assert obs["pixels"]["front"].std() > 5, "the rendered image should not be blank"
+    assert set(info) >= {"success", "stage", "stage_name", "progress"}
+    env.close()
+
+
+def test_bad_config_names_field():
+    with pytest.raises(ValueError, match="cameras: unknown camera"):
+        make_env("push", cameras=("top",))
+    with pytest.raises(ValueError, match="task: unknown task 'fold'"):
+        make_env("fold")
+
+
+@pytest.mark.parametrize("task", TASK_NAMES)
+def test_clean_expert_succeeds_and_progress_rises(task):
+    env = make_env(task, cameras=())
+    for seed in (0, 1, 2):
+        env.reset(seed=seed)
+        expert = make_expert(task, seed=seed)
+        progress = []
+        for _ in range(env.horizon):
+            _, reward, terminated, truncated, info = env.step(expert.act(env))
+            progress.append(info["progress"])
+            if terminated or truncated:
+                break
+        assert info["success"], f"{task} seed {seed}: clean expert failed at stage {info['stage_name']}"
+        assert reward == 1.0 and progress[-1] == 1.0
+        assert progress[-1] > progress[0]
+    env.close()
+
+
+def test_stopping_short_expert_fails():
+    from sim.experts import ExpertQuality
+
+    env = make_env("pick_place", cameras=())
+    env.reset(seed=0)
+    expert = make_expert("pick_place", ExpertQuality(stop_short_stage=2), seed=0)
+    for _ in range(env.horizon):
+        *_, terminated, truncated, info = env.step(expert.act(env))
+        if terminated or truncated or expert.done:
+            break
+    assert expert.gave_up and not info["success"]
