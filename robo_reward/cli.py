@@ -27,7 +27,7 @@ class CollectConfig:
     episodes: int = 50
     """Target number of episodes in --out (an existing dataset is topped up to this)."""
     quality: str = "mixed"
-    """clean (every episode clean) or mixed (40% clean, 40% degraded, 20% stopping short)."""
+    """clean (every episode clean) or mixed (40 pct clean, 40 pct degraded, 20 pct stopping short)."""
     out: Path = Path("datasets/so101_pick_place")
     """Dataset directory (LeRobotDataset v3)."""
     seed: int = 0

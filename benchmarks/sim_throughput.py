@@ -1,0 +1,63 @@
+"""Env steps/s for each task with 0, 1 and 3 cameras (default 64x64, fast visual profile), and
+the full profile with 3 cameras for comparison. All settings run side by side in one process.
+
+    .venv/bin/python benchmarks/sim_throughput.py --out benchmarks/results/sim_throughput.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import numpy as np  # noqa: E402
+
+from sim.experts import make_expert  # noqa: E402
+from sim.tasks import TASKS, make_env  # noqa: E402
+
+SETTINGS = {"0cam": (), "1cam": ("front",), "3cam": ("front", "side", "wrist")}
+
+
+def steps_per_second(task: str, cameras, size: int, profile: str, steps: int) -> float:
+    env = make_env(task, cameras=cameras, width=size, height=size, visual_profile=profile)
+    env.reset(seed=0)
+    expert = make_expert(task, seed=0)
+    n, seed = 0, 0
+    t0 = time.perf_counter()
+    while n < steps:
+        *_, terminated, truncated, _ = env.step(expert.act(env))
+        n += 1
+        if terminated or truncated:
+            seed += 1
+            env.reset(seed=seed)
+            expert = make_expert(task, seed=seed)
+    rate = n / (time.perf_counter() - t0)
+    env.close()
+    return rate
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--out", default="benchmarks/results/sim_throughput.json")
+    args = p.parse_args()
+    results: dict = {"size": args.size, "steps": args.steps, "mujoco_gl": os.environ["MUJOCO_GL"],
+                     "control_hz": 20, "tasks": {}}
+    for task in sorted(TASKS):
+        r = {name: steps_per_second(task, cams, args.size, "fast", args.steps) for name, cams in SETTINGS.items()}
+        r["3cam_full_profile"] = steps_per_second(task, SETTINGS["3cam"], args.size, "full", args.steps // 4)
+        results["tasks"][task] = {k: round(v, 1) for k, v in r.items()}
+        print(task, results["tasks"][task])
+    results["mean_3cam_fast"] = round(float(np.mean([v["3cam"] for v in results["tasks"].values()])), 1)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
