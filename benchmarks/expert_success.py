@@ -33,12 +33,13 @@ def main() -> None:
         for seed in tqdm(range(args.seeds), desc=task):
             env.reset(seed=seed)
             expert = make_expert(task, seed=seed)
-            for k in range(env.horizon):
+            steps = 0
+            for steps in range(1, env.horizon + 1):  # noqa: B007  (steps is read after the loop)
                 *_, terminated, truncated, info = env.step(expert.act(env))
                 if terminated or truncated:
                     break
             ok += info["success"]
-            lengths.append(k + 1)
+            lengths.append(steps)
             if not info["success"]:
                 failed.append(seed)
         results[task] = {"seeds": args.seeds, "successes": ok, "success_rate": ok / args.seeds,

@@ -14,7 +14,7 @@ never sees it. Actions are validated: NaN/inf or out-of-space values raise ``Val
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -22,7 +22,14 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from sim.robot import ACTION_KEYS, ARM_JOINTS, TCP_SITE, TopDownIK, add_tcp_site, gripper_to_lerobot, lerobot_to_gripper
+from sim.robot import (
+    ARM_JOINTS,
+    TCP_SITE,
+    TopDownIK,
+    add_tcp_site,
+    gripper_to_lerobot,
+    lerobot_to_gripper,
+)
 from sim.scene import CAMERAS, BoxObject, GoalMarker, SceneSpec, VisualProfile, build_model
 
 

@@ -3,7 +3,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from robo_reward.labels import AnnotationError, Segments, episode_progress, progress_from_stage, temporal_proportions
+from robo_reward.labels import (
+    AnnotationError,
+    Segments,
+    episode_progress,
+    progress_from_stage,
+    temporal_proportions,
+)
 
 STAGES = ("reach", "grasp", "lift")
 
