@@ -47,9 +47,9 @@ def contact_sheet(root: str | Path, out_png: str | Path, episode: int = 0, colum
     cams = [k for k in ds.meta.video_keys]
     idx = np.linspace(0, length - 1, columns).round().astype(int)
     meta = load_episode_meta(root).get(episode)
-    fig, axes = plt.subplots(len(cams) + 1, columns, figsize=(1.6 * columns, 1.6 * len(cams) + 1.0),
-                             gridspec_kw={"height_ratios": [1] * len(cams) + [0.35]})
-    axes = np.atleast_2d(axes)
+    fig = plt.figure(figsize=(1.6 * columns, 1.7 * len(cams) + 1.2))
+    gs = fig.add_gridspec(len(cams) + 1, columns, height_ratios=[1] * len(cams) + [0.4], hspace=0.35)
+    axes = np.array([[fig.add_subplot(gs[i, j]) for j in range(columns)] for i in range(len(cams))])
     stage_colors = plt.get_cmap("tab10")
     names = list(dict.fromkeys(meta.subtask_names)) if meta else []
 
@@ -73,8 +73,7 @@ def contact_sheet(root: str | Path, out_png: str | Path, episode: int = 0, colum
             if i == 0:
                 st = stage_at(int(f))
                 ax.set_title(f"t={f}" + (f"\n{st}" if st else ""), fontsize=7)
-        axes[-1, j].remove()
-    bar = fig.add_subplot(len(cams) + 1, 1, len(cams) + 1)
+    bar = fig.add_subplot(gs[-1, :])
     if meta:
         for n, s, e in zip(meta.subtask_names, meta.subtask_start_frames, meta.subtask_end_frames, strict=True):
             bar.axvspan(s, e + 1, color=stage_colors(names.index(n) % 10), alpha=0.8)
@@ -87,10 +86,9 @@ def contact_sheet(root: str | Path, out_png: str | Path, episode: int = 0, colum
     bar.set_xlabel("frame (stage boundaries from the annotations)", fontsize=8)
     q = f" | {meta.quality}, {'success' if meta.success else 'failure'}" if meta else ""
     fig.suptitle(f"{Path(root).name} episode {episode} ({length} frames){q}", fontsize=9)
-    fig.tight_layout()
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=110)
+    fig.savefig(out_png, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return out_png
 

@@ -140,6 +140,7 @@ class ScriptedExpert:
             return
         q = self.quality
         if q.stop_short_stage is not None and self.plan[self.i].stage >= q.stop_short_stage:
+            self.i -= 1  # stay in (and report the stage of) the last phase actually carried out
             self.gave_up = True
             self.done = True
         elif q.hesitation_prob > 0 and self.rng.uniform() < q.hesitation_prob:

@@ -93,3 +93,4 @@ def test_stopping_short_expert_fails():
         if terminated or truncated or expert.done:
             break
     assert expert.gave_up and not info["success"]
+    assert expert.stage == 1, "a demo that stops before lifting must not be labelled as lifting"
