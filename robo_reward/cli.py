@@ -78,6 +78,30 @@ class QuickstartConfig:
     """Episodes to collect."""
 
 
+@dataclass
+class EvalRewardConfig:
+    model: Path = Path("outputs/reward/run")
+    """Run directory written by train-reward."""
+    dataset: Path = Path("datasets/so101_pick_place")
+    """Dataset to score (the run's held-out split if it is the training dataset, else every episode)."""
+    out_json: Path = Path("outputs/reward/run/eval/metrics.json")
+    """Where the metrics go; per-episode plots go in plots/ beside it."""
+    video: bool = False
+    """Also write mp4s with the progress drawn over the views (first 3 episodes)."""
+    cameras_present: str = ""
+    """Comma-separated cameras to keep (the others are masked, as if missing); default all."""
+
+
+@dataclass
+class AnnotateProgressConfig:
+    model: Path = Path("outputs/reward/run")
+    """Run directory written by train-reward."""
+    dataset: Path = Path("datasets/so101_pick_place")
+    """Dataset to annotate; sarm_progress.parquet is written at its root."""
+    out: Path | None = None
+    """Override the output parquet path."""
+
+
 def _split(s: str) -> list[str]:
     return [x.strip() for x in s.split(",") if x.strip()]
 
@@ -110,6 +134,33 @@ def cmd_dataset_info(cfg: DatasetInfoConfig) -> int:
     return 0
 
 
+def cmd_train_reward(cfg) -> int:
+    from robo_reward.train_reward import train_reward
+
+    out = train_reward(cfg)
+    print(f"model saved to {out}")
+    return 0
+
+
+def cmd_eval_reward(cfg: EvalRewardConfig) -> int:
+    from robo_reward.eval_reward import evaluate
+
+    r = evaluate(cfg.model, cfg.dataset, cfg.out_json, video=cfg.video,
+                 cameras_present=_split(cfg.cameras_present) or None)
+    keys = ("voc_pos", "voc_neg", "stage_accuracy", "auroc", "hop_mae")
+    print(f"{r['n_episodes']} episodes ({r['episodes']}): " + "  ".join(
+        f"{k}={r[k]:.3f}" if r[k] is not None else f"{k}=n/a" for k in keys))
+    print(f"metrics {cfg.out_json}, plots {Path(cfg.out_json).parent / 'plots'}")
+    return 0
+
+
+def cmd_annotate_progress(cfg: AnnotateProgressConfig) -> int:
+    from robo_reward.eval_reward import annotate_progress
+
+    print(f"wrote {annotate_progress(cfg.model, cfg.dataset, cfg.out)}")
+    return 0
+
+
 def cmd_quickstart(cfg: QuickstartConfig) -> int:
     """The main job on built-in defaults: collect a small demo set, then summarise and plot it."""
     rc = cmd_collect(CollectConfig(task=cfg.task, episodes=cfg.episodes, out=cfg.out))
@@ -122,6 +173,10 @@ COMMANDS = {
     "collect": (CollectConfig, cmd_collect, "collect scripted sim demos into a LeRobot dataset"),
     "import-raw": (ImportRawConfig, cmd_import_raw, "import raw multi-view recordings with keyframes"),
     "dataset-info": (DatasetInfoConfig, cmd_dataset_info, "summarise a dataset and draw a contact sheet"),
+    "train-reward": (None, cmd_train_reward, "train the multi-view stage-aware process reward model"),
+    "eval-reward": (EvalRewardConfig, cmd_eval_reward, "VOC+/-, stage accuracy, AUROC, hop MAE, plots"),
+    "annotate-progress": (AnnotateProgressConfig, cmd_annotate_progress,
+                          "write sarm_progress.parquet for LeRobot's RA-BC"),
     "quickstart": (QuickstartConfig, cmd_quickstart, "collect a small demo set, summarise and plot it"),
 }
 
@@ -145,6 +200,12 @@ def main(argv: list[str] | None = None) -> int:
     if name == "dataset-info" and rest and not rest[0].startswith("-"):
         rest = [f"--dataset={rest[0]}", *rest[1:]]
     cfg_cls, fn, _ = COMMANDS[name]
+    if cfg_cls is None:  # configs that pull in torch are imported only when used
+        from robo_reward.train_reward import TrainRewardConfig
+
+        cfg_cls = TrainRewardConfig
+    # `--config=FILE` is accepted as draccus's `--config_path=FILE`
+    rest = [f"--config_path={a.split('=', 1)[1]}" if a.startswith("--config=") else a for a in rest]
     logging.basicConfig(level=logging.WARNING)
     try:
         import datasets

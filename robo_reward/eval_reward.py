@@ -1,0 +1,233 @@
+"""eval-reward and annotate-progress: score a trained reward model on episodes and export its
+per-frame progress in LeRobot's ``sarm_progress.parquet`` layout.
+
+Metrics (Robo-Dopamine / SARM):
+- VOC+: Spearman correlation of predicted progress with frame index on successful episodes;
+- VOC-: the same on the time-reversed videos (should be near -1);
+- stage accuracy against the annotations;
+- success-vs-failure AUROC of the final progress;
+- hop MAE against hop targets made from the label progress.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+from tqdm import tqdm
+
+from robo_reward.data.lerobot_io import DatasetError
+from robo_reward.models.data import FrameCache, hop_target, load_frame_cache
+from robo_reward.models.modeling import ProcessRewardModel
+
+
+@dataclass
+class EpisodePrediction:
+    progress: np.ndarray  # (L,)
+    stage_probs: np.ndarray  # (L, K)
+    success_prob: np.ndarray  # (L,)
+    hidden: np.ndarray  # (L, D): state at the last window position
+
+
+def window_rows(length: int, window: int, gap: int) -> np.ndarray:
+    """(L, T) frame indices: the causal window ending at each frame (clamped at the start)."""
+    ends = np.arange(length)[:, None]
+    return np.clip(ends - gap * np.arange(window - 1, -1, -1)[None, :], 0, length - 1)
+
+
+@torch.no_grad()
+def predict_episode(model: ProcessRewardModel, frames: np.ndarray, batch: int = 128,
+                    view_mask: np.ndarray | None = None) -> EpisodePrediction:
+    """Run the model on every causal window of one episode. frames: (L, V, H, W, 3) uint8."""
+    cfg = model.config
+    rows = window_rows(len(frames), cfg.window, cfg.frame_gap)
+    outs = []
+    for i in range(0, len(rows), batch):
+        x = model._prep(frames[rows[i: i + batch]])
+        vm = None
+        if view_mask is not None:
+            vm = torch.as_tensor(view_mask, dtype=torch.bool).expand(x.shape[0], x.shape[1], -1)
+            x = x * vm[..., None, None, None]
+        out = model(x, vm)
+        outs.append({k: out[k][:, -1].cpu() for k in ("progress", "stage_logits", "success_logit", "h")})
+    cat = {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
+    return EpisodePrediction(cat["progress"].clamp(0, 1).numpy(), cat["stage_logits"].softmax(-1).numpy(),
+                             torch.sigmoid(cat["success_logit"]).numpy(), cat["h"].numpy())
+
+
+def auroc(scores: np.ndarray, labels: np.ndarray) -> float | None:
+    """Mann-Whitney AUROC; None when only one class is present."""
+    pos, neg = scores[labels], scores[~labels]
+    if len(pos) == 0 or len(neg) == 0:
+        return None
+    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    return float(greater / (len(pos) * len(neg)))
+
+
+def _spearman(x: np.ndarray) -> float:
+    if len(x) < 3 or np.ptp(x) == 0:
+        return 0.0
+    return float(spearmanr(x, np.arange(len(x))).statistic)
+
+
+@torch.no_grad()
+def hop_mae(model: ProcessRewardModel, pred: EpisodePrediction, progress: np.ndarray, rng: np.random.Generator,
+            pairs: int = 64) -> float:
+    n = len(progress)
+    i, j = rng.integers(0, n, pairs), rng.integers(0, n, pairs)
+    h = torch.as_tensor(pred.hidden)
+    p = model.hop(h[i], h[j]).numpy()
+    return float(np.abs(p - hop_target(progress[i], progress[j])).mean())
+
+
+def resolve_episodes(run: Path, cache: FrameCache) -> tuple[list[int], str]:
+    """The run's held-out split when evaluating on its training dataset, else every episode."""
+    split_path = run / "split.json"
+    if split_path.exists():
+        split = json.loads(split_path.read_text())
+        if Path(split["dataset"]) == Path(cache.root).resolve():
+            return list(split["held_out"]), "held_out"
+    return [e.index for e in cache.episodes], "all"
+
+
+def evaluate(run: str | Path, dataset: str | Path, out_json: str | Path | None = None, plots: bool = True,
+             video: bool = False, max_plots: int = 12, progress_bar: bool = True,
+             cameras_present: list[str] | None = None) -> dict:
+    run = Path(run)
+    model = ProcessRewardModel.load(run)
+    cfg = model.config
+    try:
+        cache = load_frame_cache(dataset, cfg.cameras, cfg.image_size, labels="auto", progress=progress_bar)
+    except DatasetError as e:
+        raise DatasetError(f"model/dataset mismatch: the model at {run} reads cameras {cfg.cameras}; {e}") from e
+    view_mask = None
+    if cameras_present is not None:  # simulate missing cameras
+        view_mask = np.array([c in cameras_present for c in cfg.cameras])[None, None, :]
+    eps_idx, which = resolve_episodes(run, cache)
+    by_index = {e.index: e for e in cache.episodes}
+    rng = np.random.default_rng(0)
+    voc_pos, voc_neg, finals, succ, hops, correct, total = [], [], [], [], [], 0, 0
+    per_episode = []
+    out_dir = Path(out_json).parent if out_json else run / "eval"
+    for idx in tqdm(eps_idx, desc="eval-reward", disable=not progress_bar):
+        ep = by_index[idx]
+        frames = cache.episode_frames(ep)
+        pred = predict_episode(model, frames, view_mask=view_mask)
+        rec = {"episode_index": idx, "success": ep.success, "quality": ep.quality,
+               "final_progress": float(pred.progress[-3:].mean())}
+        if ep.success:
+            rec["voc_pos"] = _spearman(pred.progress)
+            rev = predict_episode(model, frames[::-1].copy(), view_mask=view_mask)
+            rec["voc_neg"] = _spearman(rev.progress)
+            voc_pos.append(rec["voc_pos"])
+            voc_neg.append(rec["voc_neg"])
+        if cache.has_annotations and cfg.stage_head:
+            hit = pred.stage_probs.argmax(-1) == ep.stage
+            correct += int(hit.sum())
+            total += len(hit)
+            rec["stage_accuracy"] = float(hit.mean())
+        rec["hop_mae"] = hop_mae(model, pred, ep.progress, rng)
+        hops.append(rec["hop_mae"])
+        finals.append(rec["final_progress"])
+        succ.append(ep.success)
+        per_episode.append(rec)
+        if plots and len(per_episode) <= max_plots:
+            plot_episode(out_dir / "plots" / f"episode_{idx:04d}.png", pred, ep, cache.stage_names,
+                         title=f"episode {idx} ({ep.quality}, {'success' if ep.success else 'failure'})")
+        if video and len(per_episode) <= 3:
+            write_progress_video(out_dir / "videos" / f"episode_{idx:04d}.mp4", frames, pred, cache.stage_names, cache.fps)
+    result = {
+        "run": str(run), "dataset": str(dataset), "episodes": which, "n_episodes": len(eps_idx),
+        "voc_pos": float(np.mean(voc_pos)) if voc_pos else None,
+        "voc_neg": float(np.mean(voc_neg)) if voc_neg else None,
+        "stage_accuracy": correct / total if total else None,
+        "auroc": auroc(np.array(finals), np.array(succ, dtype=bool)),
+        "hop_mae": float(np.mean(hops)) if hops else None,
+        "cameras_present": cameras_present or cfg.cameras,
+        "per_episode": per_episode,
+    }
+    if out_json:
+        Path(out_json).parent.mkdir(parents=True, exist_ok=True)
+        Path(out_json).write_text(json.dumps(result, indent=2))
+    return result
+
+
+def plot_episode(path: Path, pred: EpisodePrediction, ep, stage_names: list[str], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, (a1, a2) = plt.subplots(2, 1, figsize=(7, 4.5), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
+    t = np.arange(len(pred.progress))
+    a1.plot(t, ep.progress, "k--", lw=1.2, label="label (annotations)")
+    a1.plot(t, pred.progress, "C0", lw=1.8, label="predicted Phi")
+    a1.plot(t, pred.success_prob, "C2", lw=0.8, alpha=0.7, label="success prob")
+    a1.set_ylim(-0.02, 1.05)
+    a1.set_ylabel("progress")
+    a1.legend(loc="upper left", fontsize=7)
+    a1.set_title(title, fontsize=9)
+    a2.stackplot(t, pred.stage_probs.T, labels=stage_names, alpha=0.85)
+    a2.plot(t, (ep.stage + 0.5) / len(stage_names), "k.", ms=2, label="label stage")
+    a2.set_ylim(0, 1)
+    a2.set_ylabel("stage probs")
+    a2.set_xlabel("frame")
+    a2.legend(loc="upper left", fontsize=6, ncol=len(stage_names) + 1)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_progress_video(path: Path, frames: np.ndarray, pred: EpisodePrediction, stage_names: list[str],
+                         fps: int, scale: int = 3) -> None:
+    """The views side by side with the predicted progress bar and stage drawn over them."""
+    import av
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h, w = frames.shape[2] * scale, frames.shape[3] * scale * frames.shape[1]
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mpeg4", rate=fps)
+        s.width, s.height, s.pix_fmt = w, h + 24, "yuv420p"
+        for t in range(len(frames)):
+            row = np.concatenate(list(frames[t]), axis=1)
+            img = cv2.resize(row, (w, h), interpolation=cv2.INTER_NEAREST)
+            canvas = np.zeros((h + 24, w, 3), np.uint8)
+            canvas[:h] = img
+            p = float(pred.progress[t])
+            canvas[h + 4: h + 20, : int(p * w)] = (40, 200, 80)
+            stage = stage_names[int(pred.stage_probs[t].argmax())]
+            cv2.putText(canvas, f"{p:.2f} {stage}", (4, h + 17), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1)
+            for pkt in s.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")):
+                c.mux(pkt)
+        for pkt in s.encode():
+            c.mux(pkt)
+
+
+def annotate_progress(run: str | Path, dataset: str | Path, out: str | Path | None = None,
+                      progress_bar: bool = True) -> Path:
+    """Write ``sarm_progress.parquet`` (index, episode_index, frame_index, progress_sparse) for every
+    frame, in LeRobot's layout, so LeRobot's RA-BC (``RABCWeights``) can consume our model."""
+    import pandas as pd
+
+    model = ProcessRewardModel.load(run)
+    cache = load_frame_cache(dataset, model.config.cameras, model.config.image_size, progress=progress_bar)
+    rows = []
+    for ep in tqdm(cache.episodes, desc="annotate-progress", disable=not progress_bar):
+        pred = predict_episode(model, cache.episode_frames(ep))
+        if not np.all(np.isfinite(pred.progress)):
+            raise FloatingPointError(f"episode {ep.index}: the model produced non-finite progress")
+        rows.append(pd.DataFrame({"index": np.arange(ep.start, ep.start + ep.length, dtype=np.int64),
+                                  "episode_index": np.full(ep.length, ep.index, dtype=np.int64),
+                                  "frame_index": np.arange(ep.length, dtype=np.int64),
+                                  "progress_sparse": pred.progress.astype(np.float32)}))
+    out = Path(out) if out else Path(dataset) / "sarm_progress.parquet"
+    tmp = out.with_suffix(".parquet.tmp")
+    pd.concat(rows).to_parquet(tmp, index=False)
+    tmp.replace(out)
+    return out

@@ -1,0 +1,65 @@
+"""Configuration of the stage-aware process reward model (draccus dataclass, YAML-loadable)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class RewardModelConfig:
+    cameras: list[str] = field(default_factory=lambda: ["front", "side", "wrist"])
+    """Camera views the model reads, in order."""
+    image_size: int = 64
+    """Square input resolution; frames are resized to it."""
+    window: int = 8
+    """Frames per causal window (T)."""
+    frame_gap: int = 3
+    """Dataset frames between consecutive window frames."""
+    dim: int = 128
+    """Token width of the encoder, fusion and temporal transformer."""
+    temporal_layers: int = 2
+    """Causal transformer layers."""
+    heads: int = 4
+    """Attention heads (fusion and temporal)."""
+    encoder: str = "cnn"
+    """Per-view encoder: cnn (small, trained from scratch) or resnet18 (torchvision; needs local weights)."""
+    stage_head: bool = True
+    """Predict stage logits + within-stage tau (SARM). False: regress progress directly."""
+    contrastive_weight: float = 0.5
+    """Weight of the contrastive stage-alignment loss (0 disables it)."""
+    hop_weight: float = 0.5
+    """Weight of the pairwise hop loss."""
+    success_weight: float = 0.2
+    """Weight of the success head's loss."""
+    view_dropout: float = 0.25
+    """Chance of hiding each view during training (at least one view always stays)."""
+    rewind_prob: float = 0.3
+    """Chance a training window is a rewind: played forward, then backward."""
+    temperature: float = 0.1
+    """InfoNCE temperature for stage prototypes."""
+    triplet_margin: float = 0.2
+    """Margin of the triplet term against the adjacent (near-miss) stage prototypes."""
+    # filled from the dataset at training time
+    stage_names: list[str] = field(default_factory=lambda: ["task"])
+    """Stage names, in order (from the dataset's annotations)."""
+    temporal_proportions: list[float] = field(default_factory=lambda: [1.0])
+    """a_k per stage (from meta/temporal_proportions_sparse.json)."""
+
+    def __post_init__(self) -> None:
+        if not self.cameras:
+            raise ValueError("cameras: empty; expected at least one camera name")
+        if self.window < 1 or self.frame_gap < 1:
+            raise ValueError(f"window/frame_gap: {self.window}/{self.frame_gap}; expected >= 1 each")
+        if self.dim % self.heads:
+            raise ValueError(f"dim: {self.dim} is not divisible by heads={self.heads}")
+        if self.encoder not in ("cnn", "resnet18"):
+            raise ValueError(f"encoder: {self.encoder!r}; expected 'cnn' or 'resnet18'")
+        if len(self.stage_names) != len(self.temporal_proportions):
+            raise ValueError(f"stage_names ({len(self.stage_names)}) and temporal_proportions "
+                             f"({len(self.temporal_proportions)}) differ in length")
+        if not (0.0 <= self.view_dropout < 1.0):
+            raise ValueError(f"view_dropout: {self.view_dropout}; expected in [0, 1)")
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.stage_names)

@@ -1,0 +1,240 @@
+"""Training data for the reward model: decode each video once into a uint8 frame cache, attach
+SARM labels, and sample causal windows (forward or rewound).
+
+Decoding runs at ~1-2k frames/s with PyAV (dav1d) at 64x64, far too slow to repeat every step,
+so the whole dataset is decoded once into memory: 50 episodes x 80 frames x 3 views x 64x64x3
+is about 150 MB.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from robo_reward.data.lerobot_io import DatasetError
+from robo_reward.labels import AnnotationError, Segments, episode_progress
+
+
+@dataclass
+class EpisodeLabels:
+    index: int
+    start: int  # first row in the frame cache
+    length: int
+    stage: np.ndarray
+    tau: np.ndarray
+    progress: np.ndarray
+    success: bool
+    quality: str
+
+
+@dataclass
+class FrameCache:
+    root: Path
+    cameras: list[str]
+    frames: np.ndarray  # (N, V, H, W, 3) uint8
+    episodes: list[EpisodeLabels]
+    stage_names: list[str]
+    proportions: list[float]
+    fps: int
+    has_annotations: bool
+
+    def episode_frames(self, ep: EpisodeLabels) -> np.ndarray:
+        return self.frames[ep.start: ep.start + ep.length]
+
+
+def _decode(path: Path, size: int) -> np.ndarray:
+    import av
+    import cv2
+
+    try:
+        with av.open(str(path)) as c:
+            frames = [f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])]
+    except (av.error.FFmpegError, IndexError, OSError) as e:
+        raise DatasetError(f"{path}: unreadable video ({type(e).__name__}: {e})") from e
+    if not frames:
+        raise DatasetError(f"{path}: no frames decoded")
+    arr = np.stack(frames)
+    if arr.shape[1:3] != (size, size):
+        arr = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in arr])
+    return arr
+
+
+def load_frame_cache(root: str | Path, cameras: list[str], size: int = 64, labels: str = "auto",
+                     progress: bool = True) -> FrameCache:
+    """Decode ``cameras`` of every episode and compute per-frame labels.
+
+    ``labels``: ``sparse`` needs the SARM annotations (error if absent); ``linear`` ignores them
+    (one stage, linear progress); ``auto`` uses them when present.
+    """
+    root = Path(root)
+    info_path = root / "meta" / "info.json"
+    if not info_path.is_file():
+        raise DatasetError(f"{root}: not a LeRobot dataset (no meta/info.json)")
+    info = json.loads(info_path.read_text())
+    fps = int(info["fps"])
+    available = [k.removeprefix("observation.images.") for k, v in info["features"].items()
+                 if v["dtype"] == "video" and k.startswith("observation.images.")]
+    missing = [c for c in cameras if c not in available]
+    if missing:
+        raise DatasetError(f"{info_path}: camera(s) {missing} requested but the dataset has {available}")
+    files = sorted((root / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
+    if not files:
+        raise DatasetError(f"{root}/meta/episodes: no episodes; the dataset is empty")
+    eps = pd.concat([pd.read_parquet(f) for f in files]).sort_values("episode_index").reset_index(drop=True)
+    if len(eps) == 0:
+        raise DatasetError(f"{root}: the dataset is empty (0 episodes)")
+
+    props_path = root / "meta" / "temporal_proportions_sparse.json"
+    annotated = props_path.exists() and "sparse_subtask_names" in eps.columns
+    if labels == "sparse" and not annotated:
+        raise AnnotationError(f"{root}: stage labels asked for (labels=sparse) but the dataset has no SARM "
+                              f"annotations ({props_path.name} or sparse_subtask_* columns missing); "
+                              "use labels=linear or annotate the dataset")
+    use_stages = annotated and labels != "linear"
+    if use_stages:
+        props = json.loads(props_path.read_text())
+        stage_names, proportions = list(props), [float(v) for v in props.values()]
+    else:
+        stage_names, proportions = ["task"], [1.0]
+
+    template = info.get("video_path", "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4")
+    total = int(eps["length"].sum())
+    frames = None
+    decoded: dict[tuple[str, int, int], np.ndarray] = {}
+    bar = tqdm(total=len(cameras) * len(eps), desc="decode videos", disable=not progress, unit="ep")
+    starts = np.concatenate([[0], np.cumsum(eps["length"].to_numpy())[:-1]]).astype(int)
+    for v, cam in enumerate(cameras):
+        key = f"observation.images.{cam}"
+        for rec, start in zip(eps.to_dict("records"), starts, strict=True):
+            chunk, fidx = int(rec[f"videos/{key}/chunk_index"]), int(rec[f"videos/{key}/file_index"])
+            if (key, chunk, fidx) not in decoded:
+                path = root / template.format(video_key=key, chunk_index=chunk, file_index=fidx)
+                decoded[(key, chunk, fidx)] = _decode(path, size)
+            video = decoded[(key, chunk, fidx)]
+            first = int(round(float(rec[f"videos/{key}/from_timestamp"]) * fps))
+            n = int(rec["length"])
+            if first + n > len(video):
+                raise DatasetError(f"{key} file {chunk}/{fidx}: episode {int(rec['episode_index'])} needs frames "
+                                   f"[{first}, {first + n}) but the video has {len(video)}")
+            if frames is None:
+                frames = np.zeros((total, len(cameras), size, size, 3), dtype=np.uint8)
+            frames[start: start + n, v] = video[first: first + n]
+            bar.update(1)
+        decoded = {k: x for k, x in decoded.items() if k[0] != key}  # free the finished camera
+    bar.close()
+
+    episodes = []
+    for rec, start in zip(eps.to_dict("records"), starts, strict=True):
+        n = int(rec["length"])
+        seg = None
+        if use_stages:
+            names = rec.get("sparse_subtask_names")
+            if names is None or len(names) == 0:
+                raise AnnotationError(f"{root}/meta/episodes: episode {rec['episode_index']} has no annotations")
+            seg = Segments(tuple(names), tuple(int(x) for x in rec["sparse_subtask_start_frames"]),
+                           tuple(int(x) for x in rec["sparse_subtask_end_frames"]))
+            seg.validate(n, where=f"{root}/meta/episodes episode {rec['episode_index']}")
+            unknown = set(seg.names) - set(stage_names)
+            if unknown:
+                raise AnnotationError(f"episode {rec['episode_index']}: stages {sorted(unknown)} are not in "
+                                      f"{props_path} ({stage_names})")
+        st, tau, prog = episode_progress(n, seg, stage_names, proportions)
+        episodes.append(EpisodeLabels(int(rec["episode_index"]), int(start), n, st, tau.astype(np.float32),
+                                      prog.astype(np.float32), bool(rec.get("success", True)),
+                                      str(rec.get("quality", "unknown"))))
+    return FrameCache(root, list(cameras), frames, episodes, stage_names, proportions, fps, use_stages)
+
+
+def hop_target(p_before: np.ndarray, p_after: np.ndarray, eps: float = 1e-3) -> np.ndarray:
+    """Robo-Dopamine hop: progress made over the distance left (or, for regress, over the
+    progress made so far). Always in [-1, 1]."""
+    d = p_after - p_before
+    denom = np.where(d >= 0, 1.0 - p_before, p_before)
+    return np.clip(d / np.maximum(denom, eps), -1.0, 1.0)
+
+
+def split_episodes(n: int, held_out_frac: float, seed: int) -> tuple[list[int], list[int]]:
+    """A fixed, seeded train / held-out split of episode positions."""
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(n)
+    k = max(1, int(round(n * held_out_frac))) if n > 1 else 0
+    return sorted(order[k:].tolist()), sorted(order[:k].tolist())
+
+
+class WindowSampler:
+    """Samples causal training windows of ``window`` frames ``gap`` apart, ending anywhere in an
+    episode; with probability ``rewind_prob`` the window is played forward then backward."""
+
+    def __init__(self, cache: FrameCache, episodes: list[int], window: int, gap: int, rewind_prob: float,
+                 view_dropout: float, seed: int = 0):
+        if not episodes:
+            raise DatasetError("no training episodes; expected at least one")
+        self.cache, self.eps = cache, [cache.episodes[i] for i in episodes]
+        self.window, self.gap, self.rewind_prob, self.view_dropout = window, gap, rewind_prob, view_dropout
+        self.rng = np.random.default_rng(seed)
+        lengths = np.array([e.length for e in self.eps], dtype=float)
+        self.p_ep = lengths / lengths.sum()
+
+    def window_indices(self, ep: EpisodeLabels, end: int, rewind: int = 0) -> np.ndarray:
+        """Frame indices (within the episode) of a window whose turn point is ``end`` and whose
+        last ``rewind`` frames go back in time."""
+        fwd = self.window - rewind
+        idx = [end - self.gap * (fwd - 1 - i) for i in range(fwd)] + [end - self.gap * j for j in range(1, rewind + 1)]
+        return np.clip(np.array(idx), 0, ep.length - 1)
+
+    def sample(self, batch: int) -> dict[str, torch.Tensor]:
+        b_idx, b_stage, b_tau, b_prog, b_succ, b_rew = [], [], [], [], [], []
+        for _ in range(batch):
+            ep = self.eps[self.rng.choice(len(self.eps), p=self.p_ep)]
+            rewind = 0
+            if self.rng.uniform() < self.rewind_prob and self.window > 1:
+                rewind = int(self.rng.integers(1, self.window))
+            end = int(self.rng.integers(0, ep.length))
+            idx = self.window_indices(ep, end, rewind)
+            b_idx.append(ep.start + idx)
+            b_stage.append(ep.stage[idx])
+            b_tau.append(ep.tau[idx])
+            b_prog.append(ep.progress[idx])
+            tail = max(3, int(round(0.05 * ep.length)))
+            b_succ.append((idx >= ep.length - tail) & ep.success)
+            b_rew.append(rewind)
+        rows = np.stack(b_idx)  # (B, T)
+        frames = torch.from_numpy(self.cache.frames[rows])  # (B, T, V, H, W, 3)
+        frames = frames.permute(0, 1, 2, 5, 3, 4).float().div_(255.0)
+        frames = random_shift(frames, self.rng)
+        v = frames.shape[2]
+        keep = self.rng.uniform(size=(batch, v)) >= self.view_dropout
+        keep[np.arange(batch), self.rng.integers(0, v, batch)] = True  # at least one view stays
+        view_mask = torch.from_numpy(np.repeat(keep[:, None, :], self.window, axis=1))
+        frames = frames * view_mask[..., None, None, None]
+        prog = np.stack(b_prog)
+        return {
+            "frames": frames, "view_mask": view_mask,
+            "stage": torch.from_numpy(np.stack(b_stage)).long(),
+            "tau": torch.from_numpy(np.stack(b_tau)).float(),
+            "progress": torch.from_numpy(prog).float(),
+            "success": torch.from_numpy(np.stack(b_succ)).float(),
+            "hop_fwd": torch.from_numpy(hop_target(prog[:, 0], prog[:, -1])).float(),
+            "hop_bwd": torch.from_numpy(hop_target(prog[:, -1], prog[:, 0])).float(),
+            "rewind": torch.tensor(b_rew),
+        }
+
+
+def random_shift(x: torch.Tensor, rng: np.random.Generator, pad: int = 4) -> torch.Tensor:
+    """DrQ-style random shift, one offset per (window, view), the same across time."""
+    b, t, v, c, h, w = x.shape
+    padded = torch.nn.functional.pad(x.flatten(0, 2), (pad, pad, pad, pad), mode="replicate").view(b, t, v, c, h + 2 * pad,
+                                                                                                  w + 2 * pad)
+    out = torch.empty_like(x)
+    offs = rng.integers(0, 2 * pad + 1, size=(b, v, 2))
+    for i in range(b):
+        for j in range(v):
+            dy, dx = offs[i, j]
+            out[i, :, j] = padded[i, :, j, :, dy: dy + h, dx: dx + w]
+    return out

@@ -1,0 +1,195 @@
+"""Multi-view stage-aware process reward model.
+
+    per-view CNN -> view fusion (attention over view tokens + view embeddings, missing views
+    masked) -> causal transformer over T frames -> heads: stage logits + tau (SARM), success,
+    a projection for contrastive stage alignment, and a pairwise hop head (Robo-Dopamine GRM).
+
+Progress is ``Phi = sum_k p_k (P_{k-1} + a_k tau)``: the expectation of SARM's
+``P_{k-1} + a_k tau`` under the predicted stage distribution, which is smooth where the stage
+is uncertain. The one function the rest of the stack calls is :meth:`progress`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from robo_reward.models.config import RewardModelConfig
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+
+
+class ConvEncoder(nn.Module):
+    """Small CNN trained from scratch: 64x64 -> 4x4 -> pooled ``dim`` vector."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        chans = [3, 32, 64, 128, 128]
+        layers: list[nn.Module] = []
+        for i in range(4):
+            layers += [nn.Conv2d(chans[i], chans[i + 1], 5 if i == 0 else 3, stride=2, padding=2 if i == 0 else 1),
+                       nn.GroupNorm(8, chans[i + 1]), nn.SiLU()]
+        self.net = nn.Sequential(*layers)
+        self.out = nn.Linear(chans[-1] * 2, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.net(x)
+        return self.out(torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1))
+
+
+class ResNetEncoder(nn.Module):
+    """torchvision ResNet-18 trunk; loads ImageNet weights only if they are already on disk."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        import torchvision
+
+        try:
+            weights = torchvision.models.ResNet18_Weights.DEFAULT
+            net = torchvision.models.resnet18(weights=weights) if os.environ.get("HF_HUB_OFFLINE") != "1" or \
+                _torch_hub_has(weights.url) else torchvision.models.resnet18()
+        except Exception as e:  # noqa: BLE001 - no weights here is normal: fall back to random init
+            raise RuntimeError(f"encoder=resnet18: could not build torchvision resnet18 ({e})") from e
+        net.fc = nn.Identity()
+        self.net = net
+        self.out = nn.Linear(512, dim)
+        self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.net((x - self.mean) / self.std))
+
+
+def _torch_hub_has(url: str) -> bool:
+    return (Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name).is_file()
+
+
+class ProcessRewardModel(nn.Module):
+    def __init__(self, config: RewardModelConfig):
+        super().__init__()
+        self.config = config
+        d, k = config.dim, config.num_stages
+        self.encoder = ConvEncoder(d) if config.encoder == "cnn" else ResNetEncoder(d)
+        self.view_embed = nn.Parameter(torch.randn(len(config.cameras), d) * 0.02)
+        self.fuse_query = nn.Parameter(torch.randn(1, 1, d) * 0.02)
+        self.fuse = nn.MultiheadAttention(d, config.heads, batch_first=True)
+        self.time_embed = nn.Parameter(torch.randn(config.window, d) * 0.02)
+        layer = nn.TransformerEncoderLayer(d, config.heads, 2 * d, dropout=0.0, batch_first=True, norm_first=True)
+        self.temporal = nn.TransformerEncoder(layer, config.temporal_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(d)
+        self.stage_head = nn.Linear(d, k)
+        self.tau_head = nn.Linear(d, 1)
+        self.progress_head = nn.Linear(d, 1)  # used when stage_head=False (plain regression)
+        self.success_head = nn.Linear(d, 1)
+        self.proj = nn.Linear(d, 64)
+        self.prototypes = nn.Parameter(F.normalize(torch.randn(k, 64), dim=-1))
+        self.hop_head = nn.Sequential(nn.Linear(3 * d, d), nn.SiLU(), nn.Linear(d, 1))
+        props = torch.tensor(config.temporal_proportions, dtype=torch.float32)
+        self.register_buffer("proportions", props)
+        self.register_buffer("cum_proportions", torch.cat([torch.zeros(1), props.cumsum(0)[:-1]]))
+
+    # ---- core ---------------------------------------------------------------------------------
+    def encode(self, frames: torch.Tensor, view_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """frames (B, T, V, 3, H, W) float in [0, 1]; view_mask (B, T, V) bool, True = present.
+        Returns per-time hidden states (B, T, D), causal in T."""
+        b, t, v = frames.shape[:3]
+        if v != len(self.config.cameras):
+            raise ValueError(f"frames: {v} views, the model was trained on {len(self.config.cameras)} "
+                             f"({self.config.cameras})")
+        if t > self.config.window:
+            raise ValueError(f"frames: window of {t} frames, the model takes at most {self.config.window}")
+        tok = self.encoder(frames.flatten(0, 2)).view(b * t, v, -1) + self.view_embed
+        mask = None
+        if view_mask is not None:
+            mask = ~view_mask.reshape(b * t, v)
+            mask[mask.all(dim=1)] = False  # a frame with no views attends to all (zeros) rather than NaN
+        fused, _ = self.fuse(self.fuse_query.expand(b * t, -1, -1), tok, tok, key_padding_mask=mask)
+        x = fused.view(b, t, -1) + self.time_embed[:t]
+        causal = torch.triu(torch.ones(t, t, dtype=torch.bool, device=x.device), diagonal=1)
+        return self.norm(self.temporal(x, mask=causal, is_causal=True))
+
+    def heads(self, h: torch.Tensor) -> dict[str, torch.Tensor]:
+        stage_logits = self.stage_head(h)
+        tau = torch.sigmoid(self.tau_head(h)).squeeze(-1)
+        if self.config.stage_head:
+            probs = stage_logits.softmax(-1)
+            progress = (probs * (self.cum_proportions + self.proportions * tau.unsqueeze(-1))).sum(-1)
+        else:
+            progress = torch.sigmoid(self.progress_head(h)).squeeze(-1)
+        return {"stage_logits": stage_logits, "tau": tau, "progress": progress,
+                "success_logit": self.success_head(h).squeeze(-1), "z": F.normalize(self.proj(h), dim=-1)}
+
+    def hop(self, h_before: torch.Tensor, h_after: torch.Tensor) -> torch.Tensor:
+        """Progress from BEFORE to AFTER normalised by the distance left (or, for regress, by the
+        progress made), in [-1, 1]."""
+        return torch.tanh(self.hop_head(torch.cat([h_before, h_after, h_after - h_before], -1))).squeeze(-1)
+
+    def forward(self, frames: torch.Tensor, view_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        h = self.encode(frames, view_mask)
+        return {"h": h, **self.heads(h)}
+
+    # ---- public inference API (batched; the last frame of each window is "now") --------------
+    @torch.no_grad()
+    def progress(self, frames: torch.Tensor | np.ndarray, view_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Phi in [0, 1] for the last frame of each window. frames: (B, T, V, H, W, 3) uint8 or
+        (B, T, V, 3, H, W) float."""
+        return self.forward(self._prep(frames), view_mask)["progress"][:, -1].clamp(0.0, 1.0)
+
+    @torch.no_grad()
+    def stage_probs(self, frames, view_mask=None) -> torch.Tensor:
+        return self.forward(self._prep(frames), view_mask)["stage_logits"][:, -1].softmax(-1)
+
+    @torch.no_grad()
+    def success_prob(self, frames, view_mask=None) -> torch.Tensor:
+        return torch.sigmoid(self.forward(self._prep(frames), view_mask)["success_logit"][:, -1])
+
+    def _prep(self, frames: torch.Tensor | np.ndarray) -> torch.Tensor:
+        x = torch.as_tensor(frames)
+        if x.dtype == torch.uint8:
+            x = x.permute(0, 1, 2, 5, 3, 4).float() / 255.0
+        if x.ndim != 6:
+            raise ValueError(f"frames: shape {tuple(x.shape)}; expected (B, T, V, H, W, 3) uint8 or (B, T, V, 3, H, W)")
+        if not torch.isfinite(x).all():
+            raise ValueError("frames: contain NaN or inf values; expected finite pixels")
+        s = self.config.image_size
+        if x.shape[-2:] != (s, s):
+            b, t, v = x.shape[:3]
+            x = F.interpolate(x.flatten(0, 2), size=(s, s), mode="bilinear", align_corners=False).view(b, t, v, 3, s, s)
+        return x.to(next(self.parameters()).device)
+
+    # ---- persistence --------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> None:
+        """``model.safetensors`` + ``config.json``, each written to a temp file and renamed."""
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {k: v.contiguous() for k, v in self.state_dict().items()}
+        tmp = directory / (WEIGHTS + ".tmp")
+        save_file(state, str(tmp))
+        os.replace(tmp, directory / WEIGHTS)
+        tmpc = directory / (CONFIG + ".tmp")
+        tmpc.write_text(json.dumps(dataclasses.asdict(self.config), indent=2))
+        os.replace(tmpc, directory / CONFIG)
+
+    @classmethod
+    def load(cls, directory: str | Path, map_location: str = "cpu") -> ProcessRewardModel:
+        from safetensors.torch import load_file
+
+        directory = Path(directory)
+        for name in (WEIGHTS, CONFIG):
+            if not (directory / name).is_file():
+                raise FileNotFoundError(f"{directory / name}: missing; expected a run written by train-reward")
+        cfg = RewardModelConfig(**json.loads((directory / CONFIG).read_text()))
+        model = cls(cfg)
+        model.load_state_dict(load_file(str(directory / WEIGHTS), device=map_location))
+        model.eval()
+        return model

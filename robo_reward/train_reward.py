@@ -1,0 +1,223 @@
+"""train-reward: fit the process reward model on a LeRobot dataset.
+
+The loop is explicit, top to bottom: decode the dataset once, split episodes (fixed and
+recorded), then sample windows, step, log, checkpoint. Checkpoints are swapped in atomically
+and a killed run resumes from the last one. It runs unchanged under ``accelerate launch``
+(DDP): each process samples its own windows, the main one logs and saves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from robo_reward.models.config import RewardModelConfig
+from robo_reward.models.data import WindowSampler, load_frame_cache, split_episodes
+from robo_reward.models.losses import reward_model_loss
+from robo_reward.models.modeling import ProcessRewardModel
+
+CKPT, CKPT_OLD, STATE, SPLIT = "checkpoint", "checkpoint.old", "train_state.pt", "split.json"
+
+
+@dataclass
+class TrainRewardConfig:
+    dataset: Path = Path("datasets/so101_pick_place")
+    """LeRobot dataset to train on."""
+    out: Path = Path("outputs/reward/run")
+    """Run directory: model, checkpoints, split, logs."""
+    cameras: str = ""
+    """Comma-separated cameras (default: the model config's)."""
+    steps: int = 2500
+    """Optimizer steps."""
+    batch_size: int = 16
+    """Windows per step (per process under DDP)."""
+    lr: float = 3e-4
+    """AdamW learning rate (cosine decay)."""
+    weight_decay: float = 1e-4
+    """AdamW weight decay."""
+    held_out: float = 0.2
+    """Fraction of episodes held out for evaluation (fixed by --seed and recorded in split.json)."""
+    seed: int = 0
+    """Seed for the split, the sampler and the weights."""
+    labels: str = "auto"
+    """auto: SARM stages when annotated, else one stage; sparse: require annotations; linear: ignore them."""
+    checkpoint_every: int = 250
+    """Steps between checkpoints."""
+    log_every: int = 50
+    """Steps between log lines."""
+    wandb: str = "offline"
+    """offline (default, syncable later), online, or disabled."""
+    threads: int = 0
+    """torch CPU threads (0: torch's default)."""
+    model: RewardModelConfig = field(default_factory=RewardModelConfig)
+    """Model configuration (see configs/reward/*.yaml)."""
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError(f"--steps/--batch_size: {self.steps}/{self.batch_size}; expected >= 1")
+        if not (0.0 <= self.held_out < 1.0):
+            raise ValueError(f"--held_out: {self.held_out}; expected in [0, 1)")
+        if self.labels not in ("auto", "sparse", "linear"):
+            raise ValueError(f"--labels: {self.labels!r}; expected auto, sparse or linear")
+        if self.wandb not in ("offline", "online", "disabled"):
+            raise ValueError(f"--wandb: {self.wandb!r}; expected offline, online or disabled")
+
+
+def _save_checkpoint(out: Path, model: ProcessRewardModel, opt, sched, step: int, rng: np.random.Generator) -> None:
+    """Write the new checkpoint beside the old one, then swap: a kill at any point leaves one
+    complete checkpoint."""
+    new = out / "checkpoint.new"
+    shutil.rmtree(new, ignore_errors=True)
+    model.save(new)
+    torch.save({"step": step, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}, new / STATE)
+    if (out / CKPT).exists():
+        shutil.rmtree(out / CKPT_OLD, ignore_errors=True)
+        os.replace(out / CKPT, out / CKPT_OLD)
+    os.replace(new, out / CKPT)
+    shutil.rmtree(out / CKPT_OLD, ignore_errors=True)
+
+
+def _latest_checkpoint(out: Path) -> Path | None:
+    for name in (CKPT, CKPT_OLD):
+        if (out / name / STATE).is_file():
+            return out / name
+    return None
+
+
+def train_reward(cfg: TrainRewardConfig, progress: bool = True) -> Path:
+    from accelerate import Accelerator
+
+    acc = Accelerator(cpu=not torch.cuda.is_available())
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    mcfg = cfg.model
+    if cfg.cameras:
+        mcfg = dataclasses.replace(mcfg, cameras=[c.strip() for c in cfg.cameras.split(",") if c.strip()])
+    cache = load_frame_cache(cfg.dataset, mcfg.cameras, mcfg.image_size, cfg.labels,
+                             progress=progress and acc.is_main_process)
+    mcfg = dataclasses.replace(mcfg, stage_names=cache.stage_names, temporal_proportions=cache.proportions)
+
+    split_path = out / SPLIT
+    if split_path.exists():
+        split = json.loads(split_path.read_text())
+        if split["dataset"] != str(Path(cfg.dataset).resolve()):
+            raise ValueError(f"{split_path}: this run was trained on {split['dataset']}, not {cfg.dataset}; "
+                             "use another --out")
+        train_eps, held_eps = split["train"], split["held_out"]
+    else:
+        tr, ho = split_episodes(len(cache.episodes), cfg.held_out, cfg.seed)
+        train_eps = [cache.episodes[i].index for i in tr]
+        held_eps = [cache.episodes[i].index for i in ho]
+        if acc.is_main_process:
+            out.mkdir(parents=True, exist_ok=True)
+            split_path.write_text(json.dumps({"dataset": str(Path(cfg.dataset).resolve()), "seed": cfg.seed,
+                                              "train": train_eps, "held_out": held_eps}, indent=2))
+            (out / "train_config.json").write_text(json.dumps(draccus_dump(cfg), indent=2))
+    pos = {e.index: i for i, e in enumerate(cache.episodes)}
+
+    torch.manual_seed(cfg.seed)
+    model = ProcessRewardModel(mcfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / 100) * 0.5 * (1 + np.cos(np.pi * min(s, cfg.steps) / cfg.steps)))
+    rng = np.random.default_rng([cfg.seed, acc.process_index])
+    start = 0
+    ckpt = _latest_checkpoint(out)
+    if ckpt is not None:
+        model = ProcessRewardModel.load(ckpt)
+        model.train()
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        state = torch.load(ckpt / STATE, weights_only=False)
+        opt.load_state_dict(state["optimizer"])
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: min(1.0, (s + 1) / 100) * 0.5 * (1 + np.cos(np.pi * min(s, cfg.steps) / cfg.steps)))
+        sched.load_state_dict(state["scheduler"])
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        start = int(state["step"])
+        if acc.is_main_process:
+            print(f"resuming {out} from step {start}")
+    sampler = WindowSampler(cache, [pos[i] for i in train_eps], mcfg.window, mcfg.frame_gap, mcfg.rewind_prob,
+                            mcfg.view_dropout)
+    sampler.rng = rng
+    model.train()
+    model, opt = acc.prepare(model, opt)
+    raw = acc.unwrap_model(model)
+
+    run = None
+    if acc.is_main_process and cfg.wandb != "disabled" and start < cfg.steps:
+        import wandb
+
+        run = wandb.init(project="robo-reward", dir=str(out), mode=cfg.wandb, config=draccus_dump(cfg),
+                         name=out.name, resume="allow", id=f"{out.name}-{abs(hash(str(out.resolve()))) % 10**8}")
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train-reward",
+               disable=not (progress and acc.is_main_process))
+    t0, seen = time.time(), 0
+    for step in bar:
+        batch = {k: v.to(acc.device) for k, v in sampler.sample(cfg.batch_size).items()}
+        loss, terms = reward_model_loss_ddp(model, raw, batch, mcfg)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"step {step}: loss is {float(loss)} ({terms}); stopping before it "
+                                     f"corrupts the checkpoint in {out / CKPT}")
+        opt.zero_grad(set_to_none=True)
+        acc.backward(loss)
+        acc.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        seen += cfg.batch_size
+        if acc.is_main_process and ((step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps):
+            rate = seen / (time.time() - t0)
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}", win_s=f"{rate:.0f}")
+            if run is not None:
+                run.log({"loss": float(loss.detach()), **{f"loss/{k}": v for k, v in terms.items()},
+                         "lr": sched.get_last_lr()[0], "windows_per_s": rate}, step=step + 1)
+        if acc.is_main_process and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps):
+            _save_checkpoint(out, raw, opt, sched, step + 1, rng)
+        acc.wait_for_everyone()
+    if acc.is_main_process:
+        raw.eval()
+        raw.save(out)
+        if run is not None:
+            run.finish()
+    acc.wait_for_everyone()
+    return out
+
+
+def reward_model_loss_ddp(model, raw: ProcessRewardModel, batch, mcfg):
+    """The loss uses the raw module's extra methods (hop, prototypes) but must run the forward
+    pass through the DDP wrapper so gradients are synchronised."""
+    if model is raw:
+        return reward_model_loss(raw, batch, mcfg)
+
+    class _Proxy:
+        def __call__(self, *a, **k):
+            return model(*a, **k)
+
+        def __getattr__(self, name):
+            return getattr(raw, name)
+
+    return reward_model_loss(_Proxy(), batch, mcfg)  # type: ignore[arg-type]
+
+
+def draccus_dump(cfg) -> dict:
+    def conv(x):
+        if dataclasses.is_dataclass(x):
+            return {f.name: conv(getattr(x, f.name)) for f in dataclasses.fields(x)}
+        if isinstance(x, Path):
+            return str(x)
+        if isinstance(x, list | tuple):
+            return [conv(v) for v in x]
+        return x
+
+    return conv(cfg)

@@ -1,0 +1,123 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from robo_reward.data import DatasetError
+from robo_reward.eval_reward import annotate_progress, evaluate, predict_episode
+from robo_reward.labels import AnnotationError
+from robo_reward.models.config import RewardModelConfig
+from robo_reward.models.data import hop_target, load_frame_cache
+from robo_reward.models.modeling import ProcessRewardModel
+from robo_reward.train_reward import TrainRewardConfig, train_reward
+from sim.collect import collect
+
+TINY = dict(dim=32, heads=2, temporal_layers=1, window=4, frame_gap=2)
+
+
+@pytest.fixture(scope="module")
+def tiny_dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("rm") / "push"
+    collect("push", 6, "clean", out, seed=3, cameras=("front", "wrist"), progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "r"
+    cfg = TrainRewardConfig(dataset=tiny_dataset, out=out, steps=220, batch_size=8, lr=1e-3, wandb="disabled",
+                            held_out=0.34, checkpoint_every=100, log_every=50,
+                            model=RewardModelConfig(cameras=["front", "wrist"], **TINY))
+    train_reward(cfg, progress=False)
+    return out
+
+
+@given(st.floats(0, 1), st.floats(0, 1))
+def test_hop_normalisation_stays_in_unit_interval(a, b):
+    h = float(hop_target(np.array([a]), np.array([b]))[0])
+    assert -1.0 <= h <= 1.0
+    if b >= a and a < 1 - 1e-3:
+        assert h == pytest.approx((b - a) / (1 - a), abs=1e-6)
+    if b < a and a > 1e-3:
+        assert h == pytest.approx((b - a) / a, abs=1e-6)
+
+
+def test_trained_model_beats_random_on_voc(tiny_run, tiny_dataset):
+    trained = evaluate(tiny_run, tiny_dataset, plots=False, progress_bar=False)
+    rand = ProcessRewardModel(ProcessRewardModel.load(tiny_run).config)
+    rand_dir = tiny_run.parent / "random"
+    rand.save(rand_dir)
+    (rand_dir / "split.json").write_text((tiny_run / "split.json").read_text())
+    baseline = evaluate(rand_dir, tiny_dataset, plots=False, progress_bar=False)
+    assert trained["episodes"] == "held_out" and trained["n_episodes"] == 2
+    assert trained["voc_pos"] > baseline["voc_pos"] + 0.2, (trained["voc_pos"], baseline["voc_pos"])
+    assert trained["voc_pos"] > 0.5
+    assert trained["stage_accuracy"] > baseline["stage_accuracy"]
+
+
+def test_save_load_round_trip_gives_same_outputs(tiny_run, tiny_dataset):
+    a = ProcessRewardModel.load(tiny_run)
+    cache = load_frame_cache(tiny_dataset, a.config.cameras, 64, progress=False)
+    frames = cache.episode_frames(cache.episodes[0])
+    a.save(tiny_run.parent / "copy")
+    b = ProcessRewardModel.load(tiny_run.parent / "copy")
+    np.testing.assert_allclose(predict_episode(a, frames).progress, predict_episode(b, frames).progress, atol=1e-6)
+    phi = a.progress(frames[None, :4])  # the batched public API, uint8 (B, T, V, H, W, 3)
+    assert phi.shape == (1,) and 0.0 <= float(phi) <= 1.0
+    assert a.stage_probs(frames[None, :4]).sum().item() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_missing_camera_degrades_rather_than_breaks(tiny_run, tiny_dataset):
+    r = evaluate(tiny_run, tiny_dataset, plots=False, progress_bar=False, cameras_present=["front"])
+    assert r["voc_pos"] is not None and np.isfinite(r["voc_pos"])
+
+
+def test_resume_continues_from_checkpoint(tiny_dataset, tmp_path):
+    base = dict(dataset=tiny_dataset, out=tmp_path / "r", batch_size=4, wandb="disabled", checkpoint_every=5,
+                model=RewardModelConfig(cameras=["front"], **TINY))
+    train_reward(TrainRewardConfig(steps=10, **base), progress=False)
+    state = torch.load(tmp_path / "r" / "checkpoint" / "train_state.pt", weights_only=False)
+    assert state["step"] == 10
+    split = json.loads((tmp_path / "r" / "split.json").read_text())
+    train_reward(TrainRewardConfig(steps=15, **base), progress=False)
+    assert torch.load(tmp_path / "r" / "checkpoint" / "train_state.pt", weights_only=False)["step"] == 15
+    assert json.loads((tmp_path / "r" / "split.json").read_text()) == split, "the held-out split must not change"
+
+
+def test_bad_inputs_raise_clear_errors(tiny_run, tiny_dataset, tmp_path):
+    with pytest.raises(DatasetError, match=r"camera\(s\) \['side'\] requested but the dataset has"):
+        load_frame_cache(tiny_dataset, ["front", "side"], progress=False)
+    model = ProcessRewardModel.load(tiny_run)
+    frames = torch.zeros(1, 4, 3, 3, 64, 64)
+    with pytest.raises(ValueError, match=r"3 views, the model was trained on 2"):
+        model(frames)
+    nan = torch.full((1, 4, 2, 3, 64, 64), float("nan"))
+    with pytest.raises(ValueError, match="NaN"):
+        model.progress(nan)
+    # a dataset without annotations, with stage labels required
+    import shutil
+
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_dataset, bare)
+    (bare / "meta" / "temporal_proportions_sparse.json").unlink()
+    with pytest.raises(AnnotationError, match="labels=sparse"):
+        load_frame_cache(bare, ["front"], labels="sparse", progress=False)
+    cache = load_frame_cache(bare, ["front"], labels="auto", progress=False)
+    assert cache.stage_names == ["task"] and cache.episodes[0].progress[-1] == pytest.approx(1.0)
+
+
+def test_annotate_progress_parquet_is_read_by_lerobot_rabc(tiny_run, tiny_dataset):
+    from lerobot.rewards.sarm.rabc import RABCWeights
+
+    path = annotate_progress(tiny_run, tiny_dataset, progress_bar=False)
+    df = pd.read_parquet(path)
+    assert list(df.columns) == ["index", "episode_index", "frame_index", "progress_sparse"]
+    assert df["progress_sparse"].between(0, 1).all()
+    w = RABCWeights(progress_path=path, chunk_size=4, device=torch.device("cpu"))
+    assert len(w.progress_lookup) == len(df)
+    weights, stats = w.compute_batch_weights({"index": torch.arange(8)})
+    assert weights.shape == (8,) and torch.isfinite(weights).all()
