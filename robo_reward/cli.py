@@ -90,6 +90,8 @@ class EvalRewardConfig:
     """Also write mp4s with the progress drawn over the views (first 3 episodes)."""
     cameras_present: str = ""
     """Comma-separated cameras to keep (the others are masked, as if missing); default all."""
+    fusion: bool = False
+    """Also report the multi-perspective fusion (stage, hop-chained, forward- and backward-anchored)."""
 
 
 @dataclass
@@ -146,10 +148,13 @@ def cmd_eval_reward(cfg: EvalRewardConfig) -> int:
     from robo_reward.eval_reward import evaluate
 
     r = evaluate(cfg.model, cfg.dataset, cfg.out_json, video=cfg.video,
-                 cameras_present=_split(cfg.cameras_present) or None)
+                 cameras_present=_split(cfg.cameras_present) or None, fusion=cfg.fusion)
     keys = ("voc_pos", "voc_neg", "stage_accuracy", "auroc", "hop_mae")
     print(f"{r['n_episodes']} episodes ({r['episodes']}): " + "  ".join(
         f"{k}={r[k]:.3f}" if r[k] is not None else f"{k}=n/a" for k in keys))
+    if cfg.fusion:
+        print("fusion VOC+: " + "  ".join(f"{k}={v['voc_pos']:.3f}" for k, v in r["fusion"].items()
+                                         if v["voc_pos"] is not None))
     print(f"metrics {cfg.out_json}, plots {Path(cfg.out_json).parent / 'plots'}")
     return 0
 

@@ -59,6 +59,36 @@ def predict_episode(model: ProcessRewardModel, frames: np.ndarray, batch: int = 
                              torch.sigmoid(cat["success_logit"]).numpy(), cat["h"].numpy())
 
 
+def _apply_hop(p_before: np.ndarray, hop: np.ndarray) -> np.ndarray:
+    """Invert the hop normalisation: progress after a hop from ``p_before``."""
+    return np.clip(np.where(hop >= 0, p_before + hop * (1 - p_before), p_before + hop * p_before), 0.0, 1.0)
+
+
+@torch.no_grad()
+def fused_progress(model: ProcessRewardModel, pred: EpisodePrediction) -> dict[str, np.ndarray]:
+    """Robo-Dopamine's multi-perspective fusion of global progress:
+
+    - ``stage``: SARM stage + tau;
+    - ``incremental``: hops chained every ``frame_gap`` frames from the first frame;
+    - ``forward``: one hop from the first frame (anchored at the start);
+    - ``backward``: one (regress) hop from the goal anchor ``goal_h`` (anchored at the end);
+    - ``fused``: their mean.
+    """
+    h = torch.as_tensor(pred.hidden)
+    n, gap = len(h), model.config.frame_gap
+    p0 = float(pred.progress[0])
+    fwd = _apply_hop(np.full(n, p0), model.hop(h[:1].expand(n, -1), h).numpy())
+    bwd = np.clip(1.0 + np.minimum(model.hop(model.goal_h.expand(n, -1), h).numpy(), 0.0), 0.0, 1.0)
+    inc = np.empty(n)
+    src = np.maximum(np.arange(n) - gap, 0)
+    hops = model.hop(h[src], h).numpy()
+    for t in range(n):
+        inc[t] = _apply_hop(np.array(p0 if t < gap else inc[t - gap]), hops[t:t + 1])[0]
+    stage = pred.progress
+    return {"stage": stage, "incremental": inc, "forward": fwd, "backward": bwd,
+            "fused": (stage + inc + fwd + bwd) / 4.0}
+
+
 def auroc(scores: np.ndarray, labels: np.ndarray) -> float | None:
     """Mann-Whitney AUROC; None when only one class is present."""
     pos, neg = scores[labels], scores[~labels]
@@ -96,7 +126,8 @@ def resolve_episodes(run: Path, cache: FrameCache) -> tuple[list[int], str]:
 
 def evaluate(run: str | Path, dataset: str | Path, out_json: str | Path | None = None, plots: bool = True,
              video: bool = False, max_plots: int = 12, progress_bar: bool = True,
-             cameras_present: list[str] | None = None) -> dict:
+             cameras_present: list[str] | None = None, fusion: bool = False,
+             occlude: dict[str, float] | None = None) -> dict:
     run = Path(run)
     model = ProcessRewardModel.load(run)
     cfg = model.config
@@ -116,9 +147,15 @@ def evaluate(run: str | Path, dataset: str | Path, out_json: str | Path | None =
     for idx in tqdm(eps_idx, desc="eval-reward", disable=not progress_bar):
         ep = by_index[idx]
         frames = cache.episode_frames(ep)
+        if occlude:
+            frames = occluded(frames, cfg.cameras, occlude)
         pred = predict_episode(model, frames, view_mask=view_mask)
         rec = {"episode_index": idx, "success": ep.success, "quality": ep.quality,
                "final_progress": float(pred.progress[-3:].mean())}
+        if fusion:
+            fp = fused_progress(model, pred)
+            rec["fusion_voc_pos"] = {k: _spearman(v) for k, v in fp.items()} if ep.success else None
+            rec["fusion_mae"] = {k: float(np.abs(v - ep.progress).mean()) for k, v in fp.items()}
         if ep.success:
             rec["voc_pos"] = _spearman(pred.progress)
             rev = predict_episode(model, frames[::-1].copy(), view_mask=view_mask)
@@ -148,12 +185,33 @@ def evaluate(run: str | Path, dataset: str | Path, out_json: str | Path | None =
         "auroc": auroc(np.array(finals), np.array(succ, dtype=bool)),
         "hop_mae": float(np.mean(hops)) if hops else None,
         "cameras_present": cameras_present or cfg.cameras,
+        "occlude": occlude or {},
         "per_episode": per_episode,
     }
+    if fusion:
+        keys = ("stage", "incremental", "forward", "backward", "fused")
+        vocs = [r["fusion_voc_pos"] for r in per_episode if r.get("fusion_voc_pos")]
+        result["fusion"] = {k: {"voc_pos": float(np.mean([v[k] for v in vocs])) if vocs else None,
+                                "mae_vs_labels": float(np.mean([r["fusion_mae"][k] for r in per_episode]))}
+                            for k in keys}
     if out_json:
         Path(out_json).parent.mkdir(parents=True, exist_ok=True)
         Path(out_json).write_text(json.dumps(result, indent=2))
     return result
+
+
+def occluded(frames: np.ndarray, cameras: list[str], occlude: dict[str, float]) -> np.ndarray:
+    """Black out a centred square covering ``fraction`` of each named view's area (a held-out
+    perturbation: a person or object blocking that camera)."""
+    out = frames.copy()
+    h, w = frames.shape[2:4]
+    for cam, frac in occlude.items():
+        if cam not in cameras:
+            raise ValueError(f"occlude: camera {cam!r} is not one of the model's {cameras}")
+        side_h, side_w = int(round(h * np.sqrt(frac))), int(round(w * np.sqrt(frac)))
+        y0, x0 = (h - side_h) // 2, (w - side_w) // 2
+        out[:, cameras.index(cam), y0:y0 + side_h, x0:x0 + side_w] = 0
+    return out
 
 
 def plot_episode(path: Path, pred: EpisodePrediction, ep, stage_names: list[str], title: str) -> None:

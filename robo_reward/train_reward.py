@@ -95,9 +95,11 @@ def _latest_checkpoint(out: Path) -> Path | None:
 
 
 def train_reward(cfg: TrainRewardConfig, progress: bool = True) -> Path:
-    from accelerate import Accelerator
+    from accelerate import Accelerator, DistributedDataParallelKwargs
 
-    acc = Accelerator(cpu=not torch.cuda.is_available())
+    # progress_head (or the stage heads) sit unused in one of the two modes
+    acc = Accelerator(cpu=not torch.cuda.is_available(),
+                      kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
@@ -166,7 +168,7 @@ def train_reward(cfg: TrainRewardConfig, progress: bool = True) -> Path:
     t0, seen = time.time(), 0
     for step in bar:
         batch = {k: v.to(acc.device) for k, v in sampler.sample(cfg.batch_size).items()}
-        loss, terms = reward_model_loss_ddp(model, raw, batch, mcfg)
+        loss, terms = reward_model_loss(model, batch, mcfg)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"step {step}: loss is {float(loss)} ({terms}); stopping before it "
                                      f"corrupts the checkpoint in {out / CKPT}")
@@ -187,6 +189,7 @@ def train_reward(cfg: TrainRewardConfig, progress: bool = True) -> Path:
         acc.wait_for_everyone()
     if acc.is_main_process:
         raw.eval()
+        set_goal_anchor(raw, cache, [pos[i] for i in train_eps])
         raw.save(out)
         if run is not None:
             run.finish()
@@ -194,20 +197,21 @@ def train_reward(cfg: TrainRewardConfig, progress: bool = True) -> Path:
     return out
 
 
-def reward_model_loss_ddp(model, raw: ProcessRewardModel, batch, mcfg):
-    """The loss uses the raw module's extra methods (hop, prototypes) but must run the forward
-    pass through the DDP wrapper so gradients are synchronised."""
-    if model is raw:
-        return reward_model_loss(raw, batch, mcfg)
+@torch.no_grad()
+def set_goal_anchor(model: ProcessRewardModel, cache, episodes: list[int]) -> None:
+    """goal_h := mean hidden state at the last frame of the successful training episodes (the
+    anchor of backward-anchored progress)."""
+    from robo_reward.eval_reward import window_rows
 
-    class _Proxy:
-        def __call__(self, *a, **k):
-            return model(*a, **k)
-
-        def __getattr__(self, name):
-            return getattr(raw, name)
-
-    return reward_model_loss(_Proxy(), batch, mcfg)  # type: ignore[arg-type]
+    hs = []
+    for i in episodes:
+        ep = cache.episodes[i]
+        if not ep.success:
+            continue
+        rows = ep.start + window_rows(ep.length, model.config.window, model.config.frame_gap)[-1:]
+        hs.append(model(model._prep(cache.frames[rows]))["h"][:, -1])
+    if hs:
+        model.goal_h.copy_(torch.cat(hs).mean(0))
 
 
 def draccus_dump(cfg) -> dict:

@@ -189,9 +189,13 @@ class WindowSampler:
         return np.clip(np.array(idx), 0, ep.length - 1)
 
     def sample(self, batch: int) -> dict[str, torch.Tensor]:
+        """Windows come in pairs from the same episode (rows 2k and 2k+1), so the hop head also
+        learns long-range BEFORE/AFTER pairs, not only the span of one window."""
         b_idx, b_stage, b_tau, b_prog, b_succ, b_rew = [], [], [], [], [], []
-        for _ in range(batch):
-            ep = self.eps[self.rng.choice(len(self.eps), p=self.p_ep)]
+        ep = self.eps[0]
+        for n in range(batch):
+            if n % 2 == 0:
+                ep = self.eps[self.rng.choice(len(self.eps), p=self.p_ep)]
             rewind = 0
             if self.rng.uniform() < self.rewind_prob and self.window > 1:
                 rewind = int(self.rng.integers(1, self.window))
@@ -222,6 +226,7 @@ class WindowSampler:
             "success": torch.from_numpy(np.stack(b_succ)).float(),
             "hop_fwd": torch.from_numpy(hop_target(prog[:, 0], prog[:, -1])).float(),
             "hop_bwd": torch.from_numpy(hop_target(prog[:, -1], prog[:, 0])).float(),
+            "hop_pair": torch.from_numpy(hop_target(prog[0::2, -1][: batch // 2], prog[1::2, -1][: batch // 2])).float(),
             "rewind": torch.tensor(b_rew),
         }
 

@@ -11,19 +11,17 @@ from robo_reward.models.config import RewardModelConfig
 from robo_reward.models.modeling import ProcessRewardModel
 
 
-def stage_alignment_loss(z: torch.Tensor, prototypes: torch.Tensor, stage: torch.Tensor, temperature: float,
+def stage_alignment_loss(sims: torch.Tensor, stage: torch.Tensor, temperature: float,
                          margin: float) -> torch.Tensor:
-    """z (N, E) unit frame embeddings, prototypes (K, E), stage (N,).
+    """sims (N, K): cosine similarity of each frame embedding to each stage prototype; stage (N,).
 
     InfoNCE pulls each frame to its stage's prototype against all others; the triplet term makes
     the adjacent stages (the easiest to confuse: 'lifted' vs 'carrying') hard negatives. Rewound
     frames are in the batch with their own (earlier) stage, so a frame's stage cannot be read
     off the direction of motion.
     """
-    protos = F.normalize(prototypes, dim=-1)
-    sims = z @ protos.T  # (N, K)
     nce = F.cross_entropy(sims / temperature, stage)
-    k = protos.shape[0]
+    k = sims.shape[1]
     if k < 2:
         return nce
     pos = sims.gather(1, stage[:, None]).squeeze(1)
@@ -37,9 +35,10 @@ def stage_alignment_loss(z: torch.Tensor, prototypes: torch.Tensor, stage: torch
     return nce + (torch.cat(trip).mean() if trip else 0.0)
 
 
-def reward_model_loss(model: ProcessRewardModel, batch: dict[str, torch.Tensor],
+def reward_model_loss(model: ProcessRewardModel | torch.nn.Module, batch: dict[str, torch.Tensor],
                       cfg: RewardModelConfig) -> tuple[torch.Tensor, dict[str, float]]:
-    out = model(batch["frames"], batch["view_mask"])
+    """``model`` may be wrapped (DDP): only its forward is called."""
+    out = model(batch["frames"], batch["view_mask"], training_outputs=True)
     terms: dict[str, torch.Tensor] = {}
     stage = batch["stage"]
     terms["progress"] = F.mse_loss(out["progress"], batch["progress"]) * 10.0
@@ -48,11 +47,10 @@ def reward_model_loss(model: ProcessRewardModel, batch: dict[str, torch.Tensor],
         terms["tau"] = F.mse_loss(out["tau"], batch["tau"]) * 5.0
     if cfg.contrastive_weight > 0 and cfg.num_stages > 1:
         terms["align"] = cfg.contrastive_weight * stage_alignment_loss(
-            out["z"].flatten(0, 1), model.prototypes, stage.flatten(), cfg.temperature, cfg.triplet_margin)
+            out["proto_sims"].flatten(0, 1), stage.flatten(), cfg.temperature, cfg.triplet_margin)
     if cfg.hop_weight > 0:
-        h = out["h"]
-        pred = torch.cat([model.hop(h[:, 0], h[:, -1]), model.hop(h[:, -1], h[:, 0])])
-        target = torch.cat([batch["hop_fwd"], batch["hop_bwd"]])
+        pred = torch.cat([out["hop_window"], out["hop_pair"]])
+        target = torch.cat([batch["hop_fwd"], batch["hop_bwd"], batch["hop_pair"]])
         terms["hop"] = cfg.hop_weight * F.mse_loss(pred, target) * 5.0
     if cfg.success_weight > 0:
         terms["success"] = cfg.success_weight * F.binary_cross_entropy_with_logits(out["success_logit"], batch["success"])

@@ -95,6 +95,9 @@ class ProcessRewardModel(nn.Module):
         props = torch.tensor(config.temporal_proportions, dtype=torch.float32)
         self.register_buffer("proportions", props)
         self.register_buffer("cum_proportions", torch.cat([torch.zeros(1), props.cumsum(0)[:-1]]))
+        # hidden state of "task done" (mean over the last frames of successful training demos): the
+        # anchor of the backward-anchored progress estimate
+        self.register_buffer("goal_h", torch.zeros(d))
 
     # ---- core ---------------------------------------------------------------------------------
     def encode(self, frames: torch.Tensor, view_mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -132,9 +135,19 @@ class ProcessRewardModel(nn.Module):
         progress made), in [-1, 1]."""
         return torch.tanh(self.hop_head(torch.cat([h_before, h_after, h_after - h_before], -1))).squeeze(-1)
 
-    def forward(self, frames: torch.Tensor, view_mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, frames: torch.Tensor, view_mask: torch.Tensor | None = None,
+                training_outputs: bool = False) -> dict[str, torch.Tensor]:
+        """``training_outputs`` adds what the losses need (hops over each window and between the
+        paired windows 2k/2k+1, and the similarities to the stage prototypes), so that every
+        parameter is used inside forward, as DDP requires."""
         h = self.encode(frames, view_mask)
-        return {"h": h, **self.heads(h)}
+        out = {"h": h, **self.heads(h)}
+        if training_outputs:
+            m = h.shape[0] // 2
+            out["hop_window"] = torch.cat([self.hop(h[:, 0], h[:, -1]), self.hop(h[:, -1], h[:, 0])])
+            out["hop_pair"] = self.hop(h[0:2 * m:2, -1], h[1:2 * m:2, -1])
+            out["proto_sims"] = out["z"] @ F.normalize(self.prototypes, dim=-1).T
+        return out
 
     # ---- public inference API (batched; the last frame of each window is "now") --------------
     @torch.no_grad()
@@ -190,6 +203,8 @@ class ProcessRewardModel(nn.Module):
                 raise FileNotFoundError(f"{directory / name}: missing; expected a run written by train-reward")
         cfg = RewardModelConfig(**json.loads((directory / CONFIG).read_text()))
         model = cls(cfg)
-        model.load_state_dict(load_file(str(directory / WEIGHTS), device=map_location))
+        state = load_file(str(directory / WEIGHTS), device=map_location)
+        state.setdefault("goal_h", torch.zeros(cfg.dim))  # runs saved before the goal anchor existed
+        model.load_state_dict(state)
         model.eval()
         return model

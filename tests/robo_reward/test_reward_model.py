@@ -121,3 +121,24 @@ def test_annotate_progress_parquet_is_read_by_lerobot_rabc(tiny_run, tiny_datase
     assert len(w.progress_lookup) == len(df)
     weights, stats = w.compute_batch_weights({"index": torch.arange(8)})
     assert weights.shape == (8,) and torch.isfinite(weights).all()
+
+
+def test_training_runs_under_accelerate_ddp_on_cpu(tiny_dataset, tmp_path):
+    """`accelerate launch --num_processes 2 --cpu` runs the unchanged training entry point."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "robo_reward.cli", "train-reward",
+           f"--dataset={tiny_dataset}", f"--out={out}", "--steps=6", "--batch_size=4", "--wandb=disabled",
+           "--checkpoint_every=3", "--model.cameras=[front]", "--model.dim=32", "--model.heads=2",
+           "--model.temporal_layers=1", "--model.window=4"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    state = torch.load(out / "checkpoint" / "train_state.pt", weights_only=False)
+    assert state["step"] == 6
+    model = ProcessRewardModel.load(out)
+    assert model.config.cameras == ["front"] and model.config.stage_names == ["reach", "push"]
