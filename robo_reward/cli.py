@@ -104,6 +104,13 @@ class AnnotateProgressConfig:
     """Override the output parquet path."""
 
 
+def _underscore_flag(arg: str) -> str:
+    if not arg.startswith("--"):
+        return arg
+    key, sep, value = arg[2:].partition("=")
+    return "--" + key.replace("-", "_") + sep + value
+
+
 def _split(s: str) -> list[str]:
     return [x.strip() for x in s.split(",") if x.strip()]
 
@@ -209,8 +216,9 @@ def main(argv: list[str] | None = None) -> int:
         from robo_reward.train_reward import TrainRewardConfig
 
         cfg_cls = TrainRewardConfig
-    # `--config=FILE` is accepted as draccus's `--config_path=FILE`
+    # `--config=FILE` is accepted as draccus's `--config_path=FILE`, `--out-json` as `--out_json`
     rest = [f"--config_path={a.split('=', 1)[1]}" if a.startswith("--config=") else a for a in rest]
+    rest = [_underscore_flag(a) for a in rest]
     logging.basicConfig(level=logging.WARNING)
     try:
         import datasets

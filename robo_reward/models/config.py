@@ -22,7 +22,9 @@ class RewardModelConfig:
     heads: int = 4
     """Attention heads (fusion and temporal)."""
     encoder: str = "cnn"
-    """Per-view encoder: cnn (small, trained from scratch) or resnet18 (torchvision; needs local weights)."""
+    """Per-view encoder: cnn (small, trained from scratch) or resnet18 (torchvision)."""
+    encoder_weights: str = ""
+    """resnet18 only: a local .pth of ImageNet weights (default: torchvision's cache if present)."""
     stage_head: bool = True
     """Predict stage logits + within-stage tau (SARM). False: regress progress directly."""
     contrastive_weight: float = 0.5

@@ -46,18 +46,25 @@ class ConvEncoder(nn.Module):
 
 
 class ResNetEncoder(nn.Module):
-    """torchvision ResNet-18 trunk; loads ImageNet weights only if they are already on disk."""
+    """torchvision ResNet-18 trunk. ImageNet weights load only from disk: ``weights`` (a .pth
+    state dict) or torchvision's cache in ``$TORCH_HOME``; nothing is downloaded (the hub is
+    unreachable here). Without either it starts from random weights, with a warning."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, weights: str = ""):
         super().__init__()
+        import logging
+
         import torchvision
 
-        try:
-            weights = torchvision.models.ResNet18_Weights.DEFAULT
-            net = torchvision.models.resnet18(weights=weights) if os.environ.get("HF_HUB_OFFLINE") != "1" or \
-                _torch_hub_has(weights.url) else torchvision.models.resnet18()
-        except Exception as e:  # noqa: BLE001 - no weights here is normal: fall back to random init
-            raise RuntimeError(f"encoder=resnet18: could not build torchvision resnet18 ({e})") from e
+        net = torchvision.models.resnet18()
+        path = Path(weights) if weights else (Path(torch.hub.get_dir()) / "checkpoints" /
+                                              Path(torchvision.models.ResNet18_Weights.DEFAULT.url).name)
+        if path.is_file():
+            net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        elif weights:
+            raise FileNotFoundError(f"encoder_weights: {weights} does not exist; expected a resnet18 .pth state dict")
+        else:
+            logging.getLogger(__name__).warning("resnet18: no local ImageNet weights at %s; random init", path)
         net.fc = nn.Identity()
         self.net = net
         self.out = nn.Linear(512, dim)
@@ -68,16 +75,12 @@ class ResNetEncoder(nn.Module):
         return self.out(self.net((x - self.mean) / self.std))
 
 
-def _torch_hub_has(url: str) -> bool:
-    return (Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name).is_file()
-
-
 class ProcessRewardModel(nn.Module):
     def __init__(self, config: RewardModelConfig):
         super().__init__()
         self.config = config
         d, k = config.dim, config.num_stages
-        self.encoder = ConvEncoder(d) if config.encoder == "cnn" else ResNetEncoder(d)
+        self.encoder = ConvEncoder(d) if config.encoder == "cnn" else ResNetEncoder(d, config.encoder_weights)
         self.view_embed = nn.Parameter(torch.randn(len(config.cameras), d) * 0.02)
         self.fuse_query = nn.Parameter(torch.randn(1, 1, d) * 0.02)
         self.fuse = nn.MultiheadAttention(d, config.heads, batch_first=True)

@@ -142,3 +142,18 @@ def test_training_runs_under_accelerate_ddp_on_cpu(tiny_dataset, tmp_path):
     assert state["step"] == 6
     model = ProcessRewardModel.load(out)
     assert model.config.cameras == ["front"] and model.config.stage_names == ["reach", "push"]
+
+
+def test_resnet_encoder_loads_local_weights_only(tmp_path):
+    import torchvision
+
+    from robo_reward.models.modeling import ResNetEncoder
+
+    ref = torchvision.models.resnet18()
+    path = tmp_path / "r18.pth"
+    torch.save(ref.state_dict(), path)
+    enc = ResNetEncoder(16, str(path))
+    assert torch.equal(enc.net.conv1.weight, ref.conv1.weight)
+    assert enc(torch.rand(2, 3, 64, 64)).shape == (2, 16)
+    with pytest.raises(FileNotFoundError, match="encoder_weights: .*missing.pth does not exist"):
+        ResNetEncoder(16, str(tmp_path / "missing.pth"))
