@@ -9,6 +9,7 @@ and a killed run resumes from the last one. It runs unchanged under ``accelerate
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -21,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from robo_reward.models.config import RewardModelConfig
-from robo_reward.models.data import WindowSampler, load_frame_cache, split_episodes
+from robo_reward.models.data import WindowSampler, feature_cache, load_frame_cache, split_episodes
 from robo_reward.models.losses import reward_model_loss
 from robo_reward.models.modeling import ProcessRewardModel
 
@@ -150,8 +151,13 @@ def train_reward(cfg: TrainRewardConfig, progress: bool = True) -> Path:
         start = int(state["step"])
         if acc.is_main_process:
             print(f"resuming {out} from step {start}")
+    feats = None
+    if mcfg.cache_features:
+        model.eval()
+        feats = feature_cache(model, cache, out / f"features_{mcfg.encoder}_{mcfg.image_size}.npy",
+                              progress=progress and acc.is_main_process)
     sampler = WindowSampler(cache, [pos[i] for i in train_eps], mcfg.window, mcfg.frame_gap, mcfg.rewind_prob,
-                            mcfg.view_dropout)
+                            mcfg.view_dropout, features=feats)
     sampler.rng = rng
     model.train()
     model, opt = acc.prepare(model, opt)
@@ -162,7 +168,8 @@ def train_reward(cfg: TrainRewardConfig, progress: bool = True) -> Path:
         import wandb
 
         run = wandb.init(project="robo-reward", dir=str(out), mode=cfg.wandb, config=draccus_dump(cfg),
-                         name=out.name, resume="allow", id=f"{out.name}-{abs(hash(str(out.resolve()))) % 10**8}")
+                         name=out.name, resume="allow",
+                         id=f"{out.name}-{hashlib.sha1(str(out.resolve()).encode()).hexdigest()[:8]}")
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train-reward",
                disable=not (progress and acc.is_main_process))
     t0, seen = time.time(), 0

@@ -25,6 +25,11 @@ class RewardModelConfig:
     """Per-view encoder: cnn (small, trained from scratch) or resnet18 (torchvision)."""
     encoder_weights: str = ""
     """resnet18 only: a local .pth of ImageNet weights (default: torchvision's cache if present)."""
+    freeze_encoder: bool = False
+    """Keep the pretrained trunk fixed (resnet18)."""
+    cache_features: bool = False
+    """With a frozen resnet18: compute its features once, cache them to disk in the run directory,
+    and train the rest on them."""
     stage_head: bool = True
     """Predict stage logits + within-stage tau (SARM). False: regress progress directly."""
     contrastive_weight: float = 0.5
@@ -59,6 +64,9 @@ class RewardModelConfig:
         if len(self.stage_names) != len(self.temporal_proportions):
             raise ValueError(f"stage_names ({len(self.stage_names)}) and temporal_proportions "
                              f"({len(self.temporal_proportions)}) differ in length")
+        if self.cache_features and not (self.encoder == "resnet18" and self.freeze_encoder):
+            raise ValueError("cache_features: needs encoder=resnet18 and freeze_encoder=true (a trained "
+                             "encoder's features change every step)")
         if not (0.0 <= self.view_dropout < 1.0):
             raise ValueError(f"view_dropout: {self.view_dropout}; expected in [0, 1)")
 

@@ -172,12 +172,13 @@ class WindowSampler:
     episode; with probability ``rewind_prob`` the window is played forward then backward."""
 
     def __init__(self, cache: FrameCache, episodes: list[int], window: int, gap: int, rewind_prob: float,
-                 view_dropout: float, seed: int = 0):
+                 view_dropout: float, seed: int = 0, features: np.ndarray | None = None):
         if not episodes:
             raise DatasetError("no training episodes; expected at least one")
         self.cache, self.eps = cache, [cache.episodes[i] for i in episodes]
         self.window, self.gap, self.rewind_prob, self.view_dropout = window, gap, rewind_prob, view_dropout
         self.rng = np.random.default_rng(seed)
+        self.features = features  # (N, V, F) cached trunk features, used instead of frames
         lengths = np.array([e.length for e in self.eps], dtype=float)
         self.p_ep = lengths / lengths.sum()
 
@@ -209,17 +210,20 @@ class WindowSampler:
             b_succ.append((idx >= ep.length - tail) & ep.success)
             b_rew.append(rewind)
         rows = np.stack(b_idx)  # (B, T)
-        frames = torch.from_numpy(self.cache.frames[rows])  # (B, T, V, H, W, 3)
-        frames = frames.permute(0, 1, 2, 5, 3, 4).float().div_(255.0)
-        frames = random_shift(frames, self.rng)
-        v = frames.shape[2]
+        v = len(self.cache.cameras)
         keep = self.rng.uniform(size=(batch, v)) >= self.view_dropout
         keep[np.arange(batch), self.rng.integers(0, v, batch)] = True  # at least one view stays
         view_mask = torch.from_numpy(np.repeat(keep[:, None, :], self.window, axis=1))
-        frames = frames * view_mask[..., None, None, None]
+        if self.features is not None:
+            inputs = {"features": torch.from_numpy(self.features[rows]).float() * view_mask[..., None]}
+        else:
+            frames = torch.from_numpy(self.cache.frames[rows])  # (B, T, V, H, W, 3)
+            frames = frames.permute(0, 1, 2, 5, 3, 4).float().div_(255.0)
+            frames = random_shift(frames, self.rng)
+            inputs = {"frames": frames * view_mask[..., None, None, None]}
         prog = np.stack(b_prog)
         return {
-            "frames": frames, "view_mask": view_mask,
+            **inputs, "view_mask": view_mask,
             "stage": torch.from_numpy(np.stack(b_stage)).long(),
             "tau": torch.from_numpy(np.stack(b_tau)).float(),
             "progress": torch.from_numpy(prog).float(),
@@ -243,3 +247,25 @@ def random_shift(x: torch.Tensor, rng: np.random.Generator, pad: int = 4) -> tor
             dy, dx = offs[i, j]
             out[i, :, j] = padded[i, :, j, :, dy: dy + h, dx: dx + w]
     return out
+
+
+@torch.no_grad()
+def feature_cache(model, cache: FrameCache, path: Path, batch: int = 256, progress: bool = True) -> np.ndarray:
+    """Trunk features of every frame and view, (N, V, F) float16, computed once and stored at
+    ``path`` (reused when its shape matches)."""
+    n, v = cache.frames.shape[:2]
+    if path.exists():
+        feats = np.load(path, mmap_mode="r")
+        if feats.shape[:2] == (n, v):
+            return np.asarray(feats)
+    chunks = []
+    flat = cache.frames.reshape(n * v, *cache.frames.shape[2:])
+    for i in tqdm(range(0, len(flat), batch), desc="cache features", disable=not progress):
+        x = torch.from_numpy(flat[i: i + batch]).permute(0, 3, 1, 2).float() / 255.0
+        chunks.append(model.encoder.trunk(x).numpy().astype(np.float16))
+    feats = np.concatenate(chunks).reshape(n, v, -1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, feats)
+    tmp.replace(path)
+    return feats

@@ -71,8 +71,12 @@ class ResNetEncoder(nn.Module):
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
 
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """512-d features (what the feature cache stores when the trunk is frozen)."""
+        return self.net((x - self.mean) / self.std)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.out(self.net((x - self.mean) / self.std))
+        return self.out(self.trunk(x))
 
 
 class ProcessRewardModel(nn.Module):
@@ -81,6 +85,9 @@ class ProcessRewardModel(nn.Module):
         self.config = config
         d, k = config.dim, config.num_stages
         self.encoder = ConvEncoder(d) if config.encoder == "cnn" else ResNetEncoder(d, config.encoder_weights)
+        if config.freeze_encoder:
+            for p in self.encoder.net.parameters():
+                p.requires_grad_(False)
         self.view_embed = nn.Parameter(torch.randn(len(config.cameras), d) * 0.02)
         self.fuse_query = nn.Parameter(torch.randn(1, 1, d) * 0.02)
         self.fuse = nn.MultiheadAttention(d, config.heads, batch_first=True)
@@ -103,16 +110,28 @@ class ProcessRewardModel(nn.Module):
         self.register_buffer("goal_h", torch.zeros(d))
 
     # ---- core ---------------------------------------------------------------------------------
-    def encode(self, frames: torch.Tensor, view_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """frames (B, T, V, 3, H, W) float in [0, 1]; view_mask (B, T, V) bool, True = present.
+    def train(self, mode: bool = True) -> ProcessRewardModel:
+        super().train(mode)
+        if self.config.freeze_encoder:
+            self.encoder.net.eval()  # frozen BatchNorm statistics
+        return self
+
+    def encode(self, frames: torch.Tensor | None, view_mask: torch.Tensor | None = None,
+               features: torch.Tensor | None = None) -> torch.Tensor:
+        """frames (B, T, V, 3, H, W) float in [0, 1], or cached trunk ``features`` (B, T, V, F) of a
+        frozen pretrained encoder; view_mask (B, T, V) bool, True = present.
         Returns per-time hidden states (B, T, D), causal in T."""
-        b, t, v = frames.shape[:3]
+        src = frames if frames is not None else features
+        b, t, v = src.shape[:3]
         if v != len(self.config.cameras):
             raise ValueError(f"frames: {v} views, the model was trained on {len(self.config.cameras)} "
                              f"({self.config.cameras})")
         if t > self.config.window:
             raise ValueError(f"frames: window of {t} frames, the model takes at most {self.config.window}")
-        tok = self.encoder(frames.flatten(0, 2)).view(b * t, v, -1) + self.view_embed
+        if features is not None:
+            tok = self.encoder.out(features.flatten(0, 2)).view(b * t, v, -1) + self.view_embed
+        else:
+            tok = self.encoder(frames.flatten(0, 2)).view(b * t, v, -1) + self.view_embed
         mask = None
         if view_mask is not None:
             mask = ~view_mask.reshape(b * t, v)
@@ -138,12 +157,12 @@ class ProcessRewardModel(nn.Module):
         progress made), in [-1, 1]."""
         return torch.tanh(self.hop_head(torch.cat([h_before, h_after, h_after - h_before], -1))).squeeze(-1)
 
-    def forward(self, frames: torch.Tensor, view_mask: torch.Tensor | None = None,
-                training_outputs: bool = False) -> dict[str, torch.Tensor]:
+    def forward(self, frames: torch.Tensor | None, view_mask: torch.Tensor | None = None,
+                training_outputs: bool = False, features: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """``training_outputs`` adds what the losses need (hops over each window and between the
         paired windows 2k/2k+1, and the similarities to the stage prototypes), so that every
         parameter is used inside forward, as DDP requires."""
-        h = self.encode(frames, view_mask)
+        h = self.encode(frames, view_mask, features)
         out = {"h": h, **self.heads(h)}
         if training_outputs:
             m = h.shape[0] // 2

@@ -157,3 +157,23 @@ def test_resnet_encoder_loads_local_weights_only(tmp_path):
     assert enc(torch.rand(2, 3, 64, 64)).shape == (2, 16)
     with pytest.raises(FileNotFoundError, match="encoder_weights: .*missing.pth does not exist"):
         ResNetEncoder(16, str(tmp_path / "missing.pth"))
+
+
+def test_frozen_pretrained_encoder_trains_from_cached_features(tiny_dataset, tmp_path):
+    import torchvision
+
+    weights = tmp_path / "r18.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), weights)
+    cfg = RewardModelConfig(cameras=["front"], encoder="resnet18", encoder_weights=str(weights), freeze_encoder=True,
+                            cache_features=True, **TINY)
+    out = tmp_path / "feat"
+    train_reward(TrainRewardConfig(dataset=tiny_dataset, out=out, steps=5, batch_size=4, wandb="disabled", model=cfg),
+                 progress=False)
+    cached = np.load(out / "features_resnet18_64.npy")
+    assert cached.shape[1:] == (1, 512) and np.isfinite(cached).all()
+    model = ProcessRewardModel.load(out)
+    ref = torchvision.models.resnet18()
+    ref.load_state_dict(torch.load(weights, weights_only=True))
+    assert torch.equal(model.encoder.net.conv1.weight, ref.conv1.weight), "the frozen trunk must not change"
+    with pytest.raises(ValueError, match="cache_features: needs encoder=resnet18 and freeze_encoder=true"):
+        RewardModelConfig(cache_features=True)
