@@ -13,6 +13,7 @@ never sees it. Actions are validated: NaN/inf or out-of-space values raise ``Val
 
 from __future__ import annotations
 
+import abc
 import enum
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -88,7 +89,7 @@ HOME_TCP = np.array([0.20, 0.0, 0.10])  # the TCP starts here, pointing down
 GRIPPER_OPEN = 1.0  # ee_delta gripper command for fully open; -1.0 is fully closed
 
 
-class SO101TaskEnv(gym.Env):
+class SO101TaskEnv(gym.Env, abc.ABC):
     """SO-101 arm on a table with three cameras; subclasses add objects, resets and evaluation."""
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 20}
@@ -150,18 +151,21 @@ class SO101TaskEnv(gym.Env):
     env_state_dim: ClassVar[int]
 
     @classmethod
+    @abc.abstractmethod
     def scene_objects(cls) -> tuple[tuple[BoxObject, ...], tuple[GoalMarker, ...]]:
-        raise NotImplementedError
+        """The boxes and goal markers this task adds to the scene."""
 
+    @abc.abstractmethod
     def _initialize_episode(self, rng: np.random.Generator) -> None:
-        raise NotImplementedError
+        """Place the task's objects for a new episode (use only ``rng``, so resets are seeded)."""
 
+    @abc.abstractmethod
     def evaluate(self) -> TaskEval:
-        raise NotImplementedError
+        """Success plus the ground-truth stage and within-stage progress."""
 
+    @abc.abstractmethod
     def environment_state_now(self) -> np.ndarray:
         """Object and goal positions (privileged state for state-based policies)."""
-        raise NotImplementedError
 
     # ---- physical queries --------------------------------------------------------------------
     @property
