@@ -73,6 +73,12 @@ class TrainRewardConfig:
             raise ValueError(f"--wandb: {self.wandb!r}; expected offline, online or disabled")
 
 
+def _warmup_cosine(opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """100 warm-up steps, then cosine decay to 0 at ``steps``."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / 100) * 0.5 * (1 + np.cos(np.pi * min(s, steps) / steps)))
+
+
 def _save_checkpoint(out: Path, model: ProcessRewardModel, opt, sched, step: int, rng: np.random.Generator) -> None:
     """Write the new checkpoint beside the old one, then swap: a kill at any point leaves one
     complete checkpoint."""
@@ -132,8 +138,7 @@ def train_reward(cfg: TrainRewardConfig, progress: bool = True) -> Path:
     torch.manual_seed(cfg.seed)
     model = ProcessRewardModel(mcfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / 100) * 0.5 * (1 + np.cos(np.pi * min(s, cfg.steps) / cfg.steps)))
+    sched = _warmup_cosine(opt, cfg.steps)
     rng = np.random.default_rng([cfg.seed, acc.process_index])
     start = 0
     ckpt = _latest_checkpoint(out)
@@ -143,8 +148,7 @@ def train_reward(cfg: TrainRewardConfig, progress: bool = True) -> Path:
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         state = torch.load(ckpt / STATE, weights_only=False)
         opt.load_state_dict(state["optimizer"])
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: min(1.0, (s + 1) / 100) * 0.5 * (1 + np.cos(np.pi * min(s, cfg.steps) / cfg.steps)))
+        sched = _warmup_cosine(opt, cfg.steps)
         sched.load_state_dict(state["scheduler"])
         rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])

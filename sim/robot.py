@@ -87,14 +87,6 @@ class TopDownIK:
         add_tcp_site(spec)
         return cls(spec.compile())
 
-    def fk(self, arm_q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """TCP position and rotation for arm joint angles (rad)."""
-        q = self.configuration.q.copy()
-        q[self.arm_qadr] = arm_q
-        self.configuration.update(q)
-        sid = self.model.site(TCP_SITE).id
-        return self.configuration.data.site_xpos[sid].copy(), self.configuration.data.site_xmat[sid].reshape(3, 3).copy()
-
     def solve(self, target_pos: np.ndarray, seed_q: np.ndarray, yaw: float = 0.0,
               iterations: int | None = None) -> np.ndarray:
         """Arm joint angles (rad, 5) that put the TCP at ``target_pos`` pointing down, yaw ``yaw``."""
