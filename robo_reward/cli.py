@@ -173,6 +173,18 @@ def cmd_annotate_progress(cfg: AnnotateProgressConfig) -> int:
     return 0
 
 
+def cmd_rl(cfg) -> int:
+    from robo_reward.rl import run_rl
+
+    r = run_rl(cfg)
+    f = r["final"]
+    print(f"{cfg.task} {cfg.reward}/{cfg.shaping}: success {f['success_rate']:.2f} over {f['episodes']} eval "
+          f"episodes after {f['env_steps']} env steps ({r['episodes']} online episodes, "
+          f"{r['env_steps_per_s']:.0f} steps/s)")
+    print(f"policy {Path(cfg.out) / 'policy.zip'}, eval history {Path(cfg.out) / 'eval.json'}")
+    return 0
+
+
 def cmd_quickstart(cfg: QuickstartConfig) -> int:
     """The main job on built-in defaults: collect a small demo set, then summarise and plot it."""
     rc = cmd_collect(CollectConfig(task=cfg.task, episodes=cfg.episodes, out=cfg.out))
@@ -185,10 +197,11 @@ COMMANDS = {
     "collect": (CollectConfig, cmd_collect, "collect scripted sim demos into a LeRobot dataset"),
     "import-raw": (ImportRawConfig, cmd_import_raw, "import raw multi-view recordings with keyframes"),
     "dataset-info": (DatasetInfoConfig, cmd_dataset_info, "summarise a dataset and draw a contact sheet"),
-    "train-reward": (None, cmd_train_reward, "train the multi-view stage-aware process reward model"),
+    "train-reward": ("robo_reward.train_reward:TrainRewardConfig", cmd_train_reward, "train the multi-view stage-aware process reward model"),
     "eval-reward": (EvalRewardConfig, cmd_eval_reward, "VOC+/-, stage accuracy, AUROC, hop MAE, plots"),
     "annotate-progress": (AnnotateProgressConfig, cmd_annotate_progress,
                           "write sarm_progress.parquet for LeRobot's RA-BC"),
+    "rl": ("robo_reward.rl:RLConfig", cmd_rl, "online RL (SAC/PPO) with sparse, dense or learned-PBRS reward"),
     "quickstart": (QuickstartConfig, cmd_quickstart, "collect a small demo set, summarise and plot it"),
 }
 
@@ -212,10 +225,11 @@ def main(argv: list[str] | None = None) -> int:
     if name == "dataset-info" and rest and not rest[0].startswith("-"):
         rest = [f"--dataset={rest[0]}", *rest[1:]]
     cfg_cls, fn, _ = COMMANDS[name]
-    if cfg_cls is None:  # configs that pull in torch are imported only when used
-        from robo_reward.train_reward import TrainRewardConfig
+    if isinstance(cfg_cls, str):  # configs that pull in torch are imported only when used
+        import importlib
 
-        cfg_cls = TrainRewardConfig
+        mod, _, attr = cfg_cls.partition(":")
+        cfg_cls = getattr(importlib.import_module(mod), attr)
     # `--config=FILE` is accepted as draccus's `--config_path=FILE`, `--out-json` as `--out_json`
     rest = [f"--config_path={a.split('=', 1)[1]}" if a.startswith("--config=") else a for a in rest]
     rest = [_underscore_flag(a) for a in rest]
@@ -227,7 +241,15 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:  # pragma: no cover
         pass
     try:
-        cfg = draccus.parse(config_class=cfg_cls, args=rest, prog=f"robo-reward {name}")
+        try:
+            cfg = draccus.parse(config_class=cfg_cls, args=rest, prog=f"robo-reward {name}")
+        except draccus.utils.ParsingError as e:  # a config's own validation (__post_init__)
+            cause = e.__cause__
+            while isinstance(cause, draccus.utils.ParsingError) and cause.__cause__ is not None:
+                cause = cause.__cause__
+            if isinstance(cause, ValueError):
+                raise cause from None
+            raise
         return fn(cfg)
     except ValueError as e:  # bad input: one clear line, no traceback
         print(f"robo-reward {name}: error: {e}", file=sys.stderr)

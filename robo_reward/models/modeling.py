@@ -128,16 +128,33 @@ class ProcessRewardModel(nn.Module):
                              f"({self.config.cameras})")
         if t > self.config.window:
             raise ValueError(f"frames: window of {t} frames, the model takes at most {self.config.window}")
-        if features is not None:
-            tok = self.encoder.out(features.flatten(0, 2)).view(b * t, v, -1) + self.view_embed
-        else:
-            tok = self.encoder(frames.flatten(0, 2)).view(b * t, v, -1) + self.view_embed
+        fused = self.frame_tokens(frames.flatten(0, 2) if frames is not None else None,
+                                  None if view_mask is None else view_mask.reshape(b * t, v),
+                                  None if features is None else features.flatten(0, 2), n_views=v)
+        return self.temporal_from_tokens(fused.view(b, t, -1))
+
+    def frame_tokens(self, frames: torch.Tensor | None, view_mask: torch.Tensor | None = None,
+                     features: torch.Tensor | None = None, n_views: int | None = None) -> torch.Tensor:
+        """Per-frame part of :meth:`encode`: encode each view and fuse the views into one token.
+        frames (N*V, 3, H, W) (or cached trunk ``features`` (N*V, F)); view_mask (N, V), True =
+        present. Returns (N, D). The token of a frame does not depend on other frames, so online
+        users (the shaping wrapper) can cache it and encode only the newest frame each step."""
+        v = n_views or len(self.config.cameras)
+        src = frames if frames is not None else features
+        n = src.shape[0] // v
+        enc = self.encoder(frames) if features is None else self.encoder.out(features)
+        tok = enc.view(n, v, -1) + self.view_embed
         mask = None
         if view_mask is not None:
-            mask = ~view_mask.reshape(b * t, v)
+            mask = ~view_mask.reshape(n, v)
             mask[mask.all(dim=1)] = False  # a frame with no views attends to all (zeros) rather than NaN
-        fused, _ = self.fuse(self.fuse_query.expand(b * t, -1, -1), tok, tok, key_padding_mask=mask)
-        x = fused.view(b, t, -1) + self.time_embed[:t]
+        fused, _ = self.fuse(self.fuse_query.expand(n, -1, -1), tok, tok, key_padding_mask=mask)
+        return fused.squeeze(1)
+
+    def temporal_from_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Temporal part of :meth:`encode`: fused frame tokens (B, T, D) -> hidden states (B, T, D)."""
+        t = tokens.shape[1]
+        x = tokens + self.time_embed[:t]
         causal = torch.triu(torch.ones(t, t, dtype=torch.bool, device=x.device), diagonal=1)
         return self.norm(self.temporal(x, mask=causal, is_causal=True))
 

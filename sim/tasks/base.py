@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import abc
 import enum
+import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -123,6 +124,7 @@ class SO101TaskEnv(gym.Env, abc.ABC):
         self._gripper_bid = self.model.body("gripper").id
         self._jaw_bid = self.model.body("moving_jaw_so101_v1").id
         self._renderer: mujoco.Renderer | None = None
+        self.render_seconds = 0.0  # wall time spent rendering cameras (for throughput accounting)
         self._home_q = self.ik.solve(HOME_TCP, np.zeros(5), iterations=200)
 
         arm_lo = np.degrees(self.model.jnt_range[[self.model.joint(j).id for j in ARM_JOINTS], 0])
@@ -288,10 +290,13 @@ class SO101TaskEnv(gym.Env, abc.ABC):
         return obs
 
     def render_camera(self, camera: str) -> np.ndarray:
+        t0 = time.perf_counter()
         if self._renderer is None:
             self._renderer = mujoco.Renderer(self.model, self.config.height, self.config.width)
         self._renderer.update_scene(self.data, camera=camera)
-        return self._renderer.render().copy()
+        img = self._renderer.render().copy()
+        self.render_seconds += time.perf_counter() - t0
+        return img
 
     def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":

@@ -14,26 +14,8 @@ from robo_reward.models.config import RewardModelConfig
 from robo_reward.models.data import hop_target, load_frame_cache
 from robo_reward.models.modeling import ProcessRewardModel
 from robo_reward.train_reward import TrainRewardConfig, train_reward
-from sim.collect import collect
 
-TINY = dict(dim=32, heads=2, temporal_layers=1, window=4, frame_gap=2)
-
-
-@pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory):
-    out = tmp_path_factory.mktemp("rm") / "push"
-    collect("push", 6, "clean", out, seed=3, cameras=("front", "wrist"), progress=False)
-    return out
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tiny_dataset, tmp_path_factory):
-    out = tmp_path_factory.mktemp("run") / "r"
-    cfg = TrainRewardConfig(dataset=tiny_dataset, out=out, steps=220, batch_size=8, lr=1e-3, wandb="disabled",
-                            held_out=0.34, checkpoint_every=100, log_every=50,
-                            model=RewardModelConfig(cameras=["front", "wrist"], **TINY))
-    train_reward(cfg, progress=False)
-    return out
+TINY = dict(dim=32, heads=2, temporal_layers=1, window=4, frame_gap=2)  # as the conftest fixtures
 
 
 @given(st.floats(0, 1), st.floats(0, 1))

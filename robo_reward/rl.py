@@ -1,0 +1,541 @@
+"""Online RL on the sim tasks with sparse, ground-truth dense or learned (reward-model) rewards.
+
+SAC and PPO come from stable-baselines3 and act on the low-dimensional policy state
+(:func:`robo_reward.shaping.policy_state`); the learned reward is computed from rendered images of
+the cameras the reward model reads (and only those). Options:
+
+- ``--demos=DIR``: RLPD-style demo-seeded replay (a fixed share of each SAC batch comes from the
+  demonstration dataset, its rewards shaped exactly like the online ones) and an optional BC
+  warm start of the actor;
+- periodic evaluation of the deterministic policy (success rate against env steps and episodes),
+  written to ``eval.json`` and wandb (offline);
+- atomic checkpoints (model, replay buffer, counters) and resume after a kill;
+- ``policy.zip`` + ``policy.json`` at the end: what ``eval-policy`` and the deploy loop load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.type_aliases import ReplayBufferSamples
+
+from robo_reward.shaping import (
+    GroundTruthPotential,
+    LearnedPotential,
+    Potential,
+    RLObservation,
+    Shaper,
+    Shaping,
+    make_shaped_vec_env,
+    policy_state,
+)
+
+POLICY_FILE = "policy.zip"
+POLICY_META = "policy.json"
+CHECKPOINT = "checkpoint"
+
+
+@dataclass
+class RLConfig:
+    task: str = "push"
+    """Sim task (push, pick_place, stack)."""
+    reward: str = "learned"
+    """sparse (task success only), dense (ground-truth progress as Phi) or learned (reward model as Phi)."""
+    shaping: str = "auto"
+    """pbrs, naive, delta or none; auto = pbrs for dense/learned, none for sparse."""
+    reward_model: str = ""
+    """Run directory of train-reward (comma-separated runs make an ensemble). Needed for --reward=learned."""
+    demos: Path | None = None
+    """LeRobot dataset of demonstrations for demo-seeded replay (SAC) and BC warm start."""
+    demo_ratio: float = 0.5
+    """Share of each SAC batch drawn from the demos (RLPD uses 0.5)."""
+    demo_success_only: bool = False
+    """Seed the replay only with successful demos."""
+    bc_warmstart_steps: int = 0
+    """Gradient steps of behaviour cloning on the demos before RL (actor only)."""
+    algo: str = "sac"
+    """sac or ppo."""
+    steps: int = 20000
+    """Environment steps (summed over the parallel envs)."""
+    num_envs: int = 4
+    """Parallel envs in one process (the reward model is batched across them)."""
+    out: Path = Path("outputs/rl/run")
+    """Run directory."""
+    seed: int = 0
+    gamma: float = 0.98
+    """Discount of the RL algorithm; PBRS uses the same gamma unless --shaping-gamma is set."""
+    shaping_gamma: float | None = None
+    """Override the gamma of the shaping term (default: the algorithm's gamma)."""
+    shaping_scale: float = 1.0
+    """lambda: weight of the shaping term."""
+    disagreement_penalty: float = 0.0
+    """Subtract this times the ensemble's std of Phi (needs several --reward-model runs)."""
+    lr: float = 3e-4
+    batch_size: int = 256
+    learning_starts: int = 1000
+    """Env steps of random actions before updates start (SAC); with --demos, 0 is fine."""
+    utd: float = 0.5
+    """Gradient updates per env step (SAC)."""
+    net: str = "256,256"
+    """Hidden sizes of the actor and critic MLPs."""
+    buffer_size: int = 300_000
+    max_episode_steps: int | None = None
+    """Episode time limit (default: the task's own)."""
+    eval_every: int = 2000
+    """Evaluate the deterministic policy every this many env steps."""
+    eval_episodes: int = 10
+    checkpoint_every: int = 5000
+    resume: bool = True
+    """Continue from <out>/checkpoint when it exists."""
+    wandb: bool = True
+    """Log to wandb in offline mode (under <out>/wandb)."""
+    progress_bar: bool = True
+
+    def __post_init__(self) -> None:
+        if self.reward not in ("sparse", "dense", "learned"):
+            raise ValueError(f"--reward: {self.reward!r}; expected sparse, dense or learned")
+        if self.shaping == "auto":
+            self.shaping = "none" if self.reward == "sparse" else "pbrs"
+        if self.shaping not in {s.value for s in Shaping}:
+            raise ValueError(f"--shaping: {self.shaping!r}; expected pbrs, naive, delta or none")
+        if self.reward == "sparse" and self.shaping != "none":
+            raise ValueError(f"--shaping={self.shaping} needs a potential; --reward=sparse has none "
+                             "(use --reward=dense or --reward=learned)")
+        if self.reward == "learned" and not self.reward_model:
+            raise ValueError("--reward=learned needs --reward-model=RUN (a train-reward run directory)")
+        if self.algo not in ("sac", "ppo"):
+            raise ValueError(f"--algo: {self.algo!r}; expected sac or ppo")
+        if self.steps < 1 or self.num_envs < 1:
+            raise ValueError(f"--steps/--num-envs: {self.steps}/{self.num_envs}; expected >= 1")
+        if not (0.0 <= self.demo_ratio < 1.0):
+            raise ValueError(f"--demo-ratio: {self.demo_ratio}; expected in [0, 1)")
+        if not (0.0 < self.gamma <= 1.0):
+            raise ValueError(f"--gamma: {self.gamma}; expected in (0, 1]")
+        if self.demos is not None and not (Path(self.demos) / "meta" / "info.json").is_file():
+            raise ValueError(f"--demos: {self.demos} is not a LeRobot dataset (no meta/info.json)")
+
+    @property
+    def hidden(self) -> list[int]:
+        return [int(x) for x in self.net.split(",") if x.strip()]
+
+
+# ---- envs ------------------------------------------------------------------------------------
+def make_potential(cfg: RLConfig, num_envs: int) -> Potential | None:
+    if cfg.reward == "dense":
+        return GroundTruthPotential()
+    if cfg.reward == "learned":
+        runs = [r.strip() for r in cfg.reward_model.split(",") if r.strip()]
+        return LearnedPotential.from_runs(runs, num_envs=num_envs)
+    return None
+
+
+class _ZeroPotential(Potential):
+    def __call__(self, obs, first, active=None) -> np.ndarray:
+        return np.zeros(len(first))
+
+
+def make_vec_env(task: str, num_envs: int, potential: Potential | None, shaper: Shaper, seed: int,
+                 max_episode_steps: int | None = None, image_size: int = 64):
+    """SB3 DummyVecEnv of ``task`` that renders only the potential's cameras, shaped by ``shaper``."""
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from sim.tasks import make_env
+
+    cameras = tuple(potential.cameras) if potential is not None else ()
+    progress = potential is not None and potential.needs_progress
+
+    def thunk(i: int):
+        def make():
+            env = make_env(task, cameras=cameras, width=image_size, height=image_size,
+                           max_episode_steps=max_episode_steps)
+            return RLObservation(env, include_progress=progress)
+        return make
+
+    venv = DummyVecEnv([thunk(i) for i in range(num_envs)])
+    venv.seed(seed)
+    return make_shaped_vec_env(venv, potential or _ZeroPotential(), shaper)
+
+
+def tcp_from_joints(env, agent_pos: np.ndarray) -> np.ndarray:
+    """TCP positions (N, 3) for measured joints (N, 6) in LeRobot units, by forward kinematics."""
+    import mujoco
+
+    base = env.unwrapped
+    data = mujoco.MjData(base.model)
+    out = np.empty((len(agent_pos), 3))
+    for i, q in enumerate(np.asarray(agent_pos, dtype=np.float64)):
+        data.qpos[base._arm_qadr] = np.radians(q[:5])
+        mujoco.mj_kinematics(base.model, data)
+        out[i] = data.site_xpos[base._tcp_sid]
+    return out
+
+
+# ---- demonstrations --------------------------------------------------------------------------
+@dataclass
+class DemoTransitions:
+    obs: np.ndarray
+    actions: np.ndarray
+    next_obs: np.ndarray
+    rewards: np.ndarray
+    dones: np.ndarray
+    episodes: int = 0
+    successes: int = 0
+    stats: dict[str, float] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.obs)
+
+
+def load_demo_transitions(root: str | Path, task: str, shaper: Shaper, reward: str, reward_model: str = "",
+                          success_only: bool = False, progress_bar: bool = False) -> DemoTransitions:
+    """Transitions (s, a, r', s', done) from a collected dataset, with the same reward as online:
+    r_env = 1 at the step that reaches success (the episode ends there), plus the shaping term with
+    Phi from the ground truth (dense) or the reward model run on the dataset's video (learned)."""
+    import pandas as pd
+
+    from robo_reward.data.lerobot_io import DatasetError
+    from sim.tasks import make_env
+
+    root = Path(root)
+    files = sorted((root / "data").glob("chunk-*/file-*.parquet"))
+    if not files:
+        raise DatasetError(f"{root}/data: no parquet files; expected a LeRobot dataset with episodes")
+    df = pd.concat([pd.read_parquet(f) for f in files]).sort_values("index").reset_index(drop=True)
+    need = ["observation.state", "observation.environment_state", "action.ee_delta", "gt.progress"]
+    missing = [c for c in need if c not in df.columns]
+    if missing:
+        raise DatasetError(f"{root}: column(s) {missing} missing; demo-seeded replay needs a dataset written by "
+                           "`robo-reward collect` (ee_delta actions and sim state)")
+    env = make_env(task, cameras=())
+    if df["observation.environment_state"].iloc[0].shape[0] != env.unwrapped.env_state_dim:
+        raise DatasetError(f"{root}: observation.environment_state has {df['observation.environment_state'].iloc[0].shape[0]} "
+                           f"values; task {task!r} expects {env.unwrapped.env_state_dim} (a dataset of another task?)")
+    learned_phi: dict[int, np.ndarray] = {}
+    if reward == "learned":
+        from robo_reward.eval_reward import predict_episode
+        from robo_reward.models.data import load_frame_cache
+        from robo_reward.models.modeling import ProcessRewardModel
+
+        runs = [r.strip() for r in reward_model.split(",") if r.strip()]
+        models = [ProcessRewardModel.load(r) for r in runs]
+        cache = load_frame_cache(root, models[0].config.cameras, models[0].config.image_size, labels="auto",
+                                 progress=progress_bar)
+        for ep in cache.episodes:
+            frames = cache.episode_frames(ep)
+            learned_phi[ep.index] = np.mean([predict_episode(m, frames).progress for m in models], axis=0)
+    obs, acts, nxt, rews, dones = [], [], [], [], []
+    n_eps = n_succ = 0
+    for ep_idx, g in df.groupby("episode_index", sort=True):
+        state = np.stack(g["observation.state"].to_numpy())
+        env_state = np.stack(g["observation.environment_state"].to_numpy())
+        act = np.stack(g["action.ee_delta"].to_numpy()).astype(np.float32)
+        gt = np.stack(g["gt.progress"].to_numpy()).reshape(-1)
+        tcp = tcp_from_joints(env, state)
+        s = np.stack([policy_state(a, t, e) for a, t, e in zip(state, tcp, env_state, strict=True)])
+        hit = np.flatnonzero(gt >= 1.0)
+        success = hit.size > 0 and hit[0] > 0
+        if success_only and not success:
+            continue
+        end = int(hit[0]) if success else len(g) - 1  # transitions 0..end-1 lead to frame end
+        if end < 1:
+            continue
+        if reward == "learned":
+            phi = learned_phi[int(ep_idx)]
+        elif reward == "dense":
+            phi = gt
+        else:
+            phi = np.zeros(len(g))
+        r_env = np.zeros(end)
+        term = np.zeros(end, dtype=bool)
+        if success:
+            r_env[-1] = 1.0
+            term[-1] = True
+        shaped, _ = shaper(r_env, phi[:end], phi[1:end + 1], term)
+        obs.append(s[:end])
+        acts.append(act[:end])
+        nxt.append(s[1:end + 1])
+        rews.append(shaped.astype(np.float32))
+        dones.append(term.astype(np.float32))
+        n_eps += 1
+        n_succ += int(success)
+    if not obs:
+        raise DatasetError(f"{root}: no usable demo episodes (success_only={success_only})")
+    return DemoTransitions(np.concatenate(obs), np.clip(np.concatenate(acts), -1, 1), np.concatenate(nxt),
+                           np.concatenate(rews), np.concatenate(dones), n_eps, n_succ)
+
+
+class DemoMixReplayBuffer(ReplayBuffer):
+    """RLPD's symmetric sampling: ``demo_ratio`` of every batch comes from fixed demo transitions."""
+
+    def __init__(self, *args, demo: DemoTransitions | None = None, demo_ratio: float = 0.5, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.demo = demo
+        self.demo_ratio = demo_ratio if demo is not None else 0.0
+
+    def sample(self, batch_size: int, env=None) -> ReplayBufferSamples:
+        n_demo = int(round(batch_size * self.demo_ratio))
+        online = super().sample(batch_size - n_demo, env)
+        if n_demo == 0:
+            return online
+        d = self.demo
+        i = np.random.randint(0, len(d), size=n_demo)
+
+        def t(x):
+            return torch.as_tensor(x, device=self.device)
+
+        return ReplayBufferSamples(
+            torch.cat([online.observations, t(d.obs[i])]),
+            torch.cat([online.actions, t(d.actions[i])]),
+            torch.cat([online.next_observations, t(d.next_obs[i])]),
+            torch.cat([online.dones, t(d.dones[i])[:, None]]),
+            torch.cat([online.rewards, t(d.rewards[i])[:, None]]),
+        )
+
+
+def bc_warmstart(model, demo: DemoTransitions, steps: int, batch: int = 256, progress_bar: bool = False) -> float:
+    """Behaviour-clone the SAC actor's mean action onto the demo actions (MSE); returns the last loss."""
+    from tqdm import tqdm
+
+    actor = model.actor
+    opt = torch.optim.Adam(actor.parameters(), lr=1e-3)
+    obs = torch.as_tensor(demo.obs)
+    act = torch.as_tensor(demo.actions).clamp(-0.999, 0.999)
+    loss = torch.tensor(float("nan"))
+    for _ in tqdm(range(steps), desc="bc-warmstart", disable=not progress_bar):
+        i = torch.randint(0, len(obs), (batch,))
+        pred = actor(obs[i], deterministic=True)
+        loss = torch.nn.functional.mse_loss(pred, act[i])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return float(loss.detach())
+
+
+# ---- evaluation ------------------------------------------------------------------------------
+def evaluate_policy(predict, task: str, episodes: int, seed: int = 10_000, max_episode_steps: int | None = None,
+                    cameras: tuple[str, ...] = (), on_step=None) -> dict[str, Any]:
+    """Success rate and episode length of ``predict(obs_dict) -> action`` over seeded episodes.
+    ``on_step(i, obs, info)`` sees every step (used for videos)."""
+    from sim.tasks import make_env
+
+    env = RLObservation(make_env(task, cameras=cameras, max_episode_steps=max_episode_steps))
+    succ, lengths = [], []
+    for k in range(episodes):
+        obs, info = env.reset(seed=seed + k)
+        done, n, success = False, 0, False
+        while not done:
+            a = predict(obs)
+            obs, _, term, trunc, info = env.step(np.clip(a, env.action_space.low, env.action_space.high))
+            n += 1
+            success = success or info["success"]
+            if on_step is not None:
+                on_step(k, obs, info)
+            done = term or trunc
+        succ.append(success)
+        lengths.append(n)
+    env.close()
+    return {"success_rate": float(np.mean(succ)), "mean_length": float(np.mean(lengths)),
+            "episodes": episodes, "successes": int(np.sum(succ))}
+
+
+# ---- the run ---------------------------------------------------------------------------------
+def _atomic_json(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2))
+    os.replace(tmp, path)
+
+
+class RunState:
+    def __init__(self, out: Path):
+        self.out = out
+        self.evals: list[dict[str, Any]] = []
+        self.episodes = 0
+        self.successes = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"evals": self.evals, "episodes": self.episodes, "successes": self.successes}
+
+    def load(self, d: dict[str, Any]) -> None:
+        self.evals, self.episodes, self.successes = d["evals"], d["episodes"], d["successes"]
+
+
+def save_checkpoint(model, state: RunState, out: Path) -> None:
+    """Write model + replay buffer + counters to a temp dir, then swap it in (a kill mid-write
+    leaves the previous checkpoint intact)."""
+    tmp = out / (CHECKPOINT + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    model.save(tmp / "model.zip")
+    if hasattr(model, "replay_buffer") and model.replay_buffer is not None:
+        model.save_replay_buffer(tmp / "replay.pkl")
+    _atomic_json(tmp / "state.json", {**state.as_dict(), "num_timesteps": int(model.num_timesteps)})
+    final, old = out / CHECKPOINT, out / (CHECKPOINT + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def run_rl(cfg: RLConfig) -> dict[str, Any]:
+    from stable_baselines3 import PPO, SAC
+    from stable_baselines3.common.callbacks import BaseCallback
+    from tqdm import tqdm
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    algo_cls = SAC if cfg.algo == "sac" else PPO
+    shaper = Shaper(cfg.shaping, cfg.shaping_gamma or cfg.gamma, cfg.shaping_scale, cfg.disagreement_penalty)
+    potential = make_potential(cfg, cfg.num_envs)
+    image_size = potential.models[0].config.image_size if isinstance(potential, LearnedPotential) else 64
+    venv = make_vec_env(cfg.task, cfg.num_envs, potential, shaper, cfg.seed, cfg.max_episode_steps, image_size)
+    (out / "config.json").write_text(json.dumps({k: (str(v) if isinstance(v, Path) else v)
+                                                 for k, v in asdict(cfg).items()}, indent=2))
+
+    demo = None
+    if cfg.demos is not None:
+        demo = load_demo_transitions(cfg.demos, cfg.task, Shaper(cfg.shaping, shaper.gamma, cfg.shaping_scale),
+                                     cfg.reward, cfg.reward_model, cfg.demo_success_only, cfg.progress_bar)
+
+    state = RunState(out)
+    ckpt = out / CHECKPOINT
+    resumed = False
+    if cfg.resume and (ckpt / "model.zip").is_file():
+        model = algo_cls.load(ckpt / "model.zip", env=venv, device="cpu")
+        if (ckpt / "replay.pkl").is_file():
+            model.load_replay_buffer(ckpt / "replay.pkl")
+        state.load(json.loads((ckpt / "state.json").read_text()))
+        resumed = True
+    elif cfg.algo == "sac":
+        kwargs: dict[str, Any] = {}
+        if demo is not None and cfg.demo_ratio > 0:
+            kwargs = {"replay_buffer_class": DemoMixReplayBuffer,
+                      "replay_buffer_kwargs": {"demo": demo, "demo_ratio": cfg.demo_ratio}}
+        grad_steps = max(1, int(round(cfg.utd * cfg.num_envs)))
+        model = SAC("MlpPolicy", venv, learning_rate=cfg.lr, buffer_size=cfg.buffer_size,
+                    learning_starts=cfg.learning_starts, batch_size=cfg.batch_size, gamma=cfg.gamma,
+                    train_freq=1, gradient_steps=grad_steps, policy_kwargs={"net_arch": cfg.hidden},
+                    seed=cfg.seed, device="cpu", **kwargs)
+        if demo is not None and cfg.bc_warmstart_steps > 0:
+            bc_warmstart(model, demo, cfg.bc_warmstart_steps, progress_bar=cfg.progress_bar)
+    else:
+        model = PPO("MlpPolicy", venv, learning_rate=cfg.lr, n_steps=max(64, 1024 // cfg.num_envs),
+                    batch_size=min(cfg.batch_size, 1024), gamma=cfg.gamma,
+                    policy_kwargs={"net_arch": cfg.hidden}, seed=cfg.seed, device="cpu")
+
+    wb = None
+    if cfg.wandb:
+        try:
+            import wandb
+
+            os.environ.setdefault("WANDB_MODE", "offline")
+            os.environ.setdefault("WANDB_SILENT", "true")
+            wb = wandb.init(project="robo-reward", dir=str(out), name=out.name, id=f"{out.name}-rl",
+                            resume="allow", config=json.loads((out / "config.json").read_text()))
+        except Exception as e:  # noqa: BLE001  (logging must never break a run)
+            print(f"wandb disabled: {e}")
+
+    t_start = time.perf_counter()
+    timing = {"env_steps": 0, "wall": 0.0}
+
+    def do_eval() -> None:
+        r = evaluate_policy(lambda o: model.predict(o["state"], deterministic=True)[0], cfg.task,
+                            cfg.eval_episodes, max_episode_steps=cfg.max_episode_steps)
+        rec = {"env_steps": int(model.num_timesteps), "episodes": state.episodes, **r,
+               "train_success_rate": state.successes / max(state.episodes, 1)}
+        state.evals.append(rec)
+        _atomic_json(out / "eval.json", state.evals)
+        if wb is not None:
+            wb.log({f"eval/{k}": v for k, v in rec.items()}, step=int(model.num_timesteps))
+
+    class Loop(BaseCallback):
+        def __init__(self):
+            super().__init__()
+            self.bar = tqdm(total=cfg.steps, initial=int(model.num_timesteps), desc=f"rl {cfg.task} {cfg.reward}",
+                            disable=not cfg.progress_bar)
+            self.next_eval = (model.num_timesteps // cfg.eval_every + 1) * cfg.eval_every
+            self.next_ckpt = (model.num_timesteps // cfg.checkpoint_every + 1) * cfg.checkpoint_every
+
+        def _on_step(self) -> bool:
+            n = self.model.num_timesteps
+            self.bar.update(n - self.bar.n)
+            for d, info in zip(self.locals["dones"], self.locals["infos"], strict=True):
+                if d:
+                    state.episodes += 1
+                    state.successes += int(bool(info.get("success", False)))
+            if n >= self.next_eval:
+                do_eval()
+                self.next_eval += cfg.eval_every
+                self.bar.set_postfix(success=state.evals[-1]["success_rate"], episodes=state.episodes)
+            if n >= self.next_ckpt:
+                save_checkpoint(self.model, state, out)
+                self.next_ckpt += cfg.checkpoint_every
+            return True
+
+        def _on_training_end(self) -> None:
+            self.bar.close()
+
+    remaining = cfg.steps - int(model.num_timesteps)
+    if remaining > 0:
+        model.learn(total_timesteps=remaining, callback=Loop(), reset_num_timesteps=not resumed,
+                    progress_bar=False)
+    timing["wall"] = time.perf_counter() - t_start
+    timing["env_steps"] = remaining
+    if not state.evals or state.evals[-1]["env_steps"] != model.num_timesteps:
+        do_eval()
+    save_checkpoint(model, state, out)
+    save_policy(model, out, cfg)
+    summary = {"final": state.evals[-1], "evals": state.evals, "episodes": state.episodes,
+               "wall_s": timing["wall"], "env_steps_per_s": timing["env_steps"] / max(timing["wall"], 1e-9),
+               "potential_s": getattr(venv, "time_in_potential", 0.0),
+               "render_s": float(sum(e.unwrapped.render_seconds for e in venv.venv.envs)),
+               "nan_shaping_steps": shaper.stats.nan_steps, "resumed": resumed}
+    if demo is not None:
+        summary["demos"] = {"transitions": len(demo), "episodes": demo.episodes, "successes": demo.successes}
+    _atomic_json(out / "summary.json", summary)
+    if wb is not None:
+        wb.finish()
+    venv.close()
+    return summary
+
+
+# ---- policy checkpoints ------------------------------------------------------------------------
+def save_policy(model, out: Path, cfg: RLConfig) -> None:
+    model.save(out / POLICY_FILE)
+    _atomic_json(out / POLICY_META, {"kind": "sb3", "algo": cfg.algo, "task": cfg.task,
+                                     "observation": "policy_state", "action_space": "ee_delta",
+                                     "reward": cfg.reward, "shaping": cfg.shaping})
+
+
+class SB3Policy:
+    """A policy written by ``robo-reward rl``: ``act(obs) -> ee_delta action`` on RLObservation dicts."""
+
+    def __init__(self, run: str | Path):
+        from stable_baselines3 import PPO, SAC
+
+        run = Path(run)
+        meta_path = run / POLICY_META
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{meta_path}: missing; expected a run directory written by `robo-reward rl`")
+        self.meta = json.loads(meta_path.read_text())
+        cls = {"sac": SAC, "ppo": PPO}[self.meta["algo"]]
+        self.model = cls.load(run / POLICY_FILE, device="cpu")
+        self.task = self.meta["task"]
+        self.cameras: tuple[str, ...] = ()
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, obs: dict[str, Any]) -> np.ndarray:
+        return self.model.predict(obs["state"], deterministic=True)[0]
