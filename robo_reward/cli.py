@@ -185,6 +185,26 @@ def cmd_rl(cfg) -> int:
     return 0
 
 
+def cmd_train_bc(cfg) -> int:
+    from robo_reward.bc import train_bc
+
+    r = train_bc(cfg)
+    w = r["weights"]
+    extra = (f", delta mean {w['delta_mean']:.4f} std {w['delta_std']:.4f}" if "delta_mean" in w else "")
+    print(f"policy saved to {cfg.out} (final loss {r['final_loss']:.4f}; mean weight {w['mean_weight']:.3f}"
+          f"{extra}; {r['frames_used']}/{r['frames']} frames used)")
+    return 0
+
+
+def cmd_eval_policy(cfg) -> int:
+    from robo_reward.eval_policy import run_eval_policy
+
+    r = run_eval_policy(cfg)
+    print(f"{r['task']}: success {r['success_rate']:.2f} ({r['successes']}/{r['episodes']}), mean length "
+          f"{r['mean_length']:.1f}; wrote {cfg.out_json}")
+    return 0
+
+
 def cmd_quickstart(cfg: QuickstartConfig) -> int:
     """The main job on built-in defaults: collect a small demo set, then summarise and plot it."""
     rc = cmd_collect(CollectConfig(task=cfg.task, episodes=cfg.episodes, out=cfg.out))
@@ -202,6 +222,9 @@ COMMANDS = {
     "annotate-progress": (AnnotateProgressConfig, cmd_annotate_progress,
                           "write sarm_progress.parquet for LeRobot's RA-BC"),
     "rl": ("robo_reward.rl:RLConfig", cmd_rl, "online RL (SAC/PPO) with sparse, dense or learned-PBRS reward"),
+    "train-bc": ("robo_reward.bc:TrainBCConfig", cmd_train_bc, "behaviour cloning, optionally reward-aligned (RA-BC)"),
+    "eval-policy": ("robo_reward.eval_policy:EvalPolicyConfig", cmd_eval_policy,
+                    "success rate of a BC or RL policy in sim, optional videos"),
     "quickstart": (QuickstartConfig, cmd_quickstart, "collect a small demo set, summarise and plot it"),
 }
 

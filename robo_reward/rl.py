@@ -28,6 +28,7 @@ import torch
 from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
+from robo_reward.eval_policy import evaluate_policy
 from robo_reward.shaping import (
     GroundTruthPotential,
     LearnedPotential,
@@ -62,6 +63,11 @@ class RLConfig:
     """Seed the replay only with successful demos."""
     bc_warmstart_steps: int = 0
     """Gradient steps of behaviour cloning on the demos before RL (actor only)."""
+    bc_weight: float = 0.0
+    """SAC: add this times a behaviour-cloning loss on demo batches to every actor update
+    (Nair et al. 2018), so RL improves on the demos instead of forgetting them."""
+    q_filter: bool = True
+    """Apply the BC loss only where the critic rates the demo action above the policy's (Q-filter)."""
     algo: str = "sac"
     """sac or ppo."""
     steps: int = 20000
@@ -116,6 +122,8 @@ class RLConfig:
             raise ValueError(f"--algo: {self.algo!r}; expected sac or ppo")
         if self.steps < 1 or self.num_envs < 1:
             raise ValueError(f"--steps/--num-envs: {self.steps}/{self.num_envs}; expected >= 1")
+        if (self.bc_weight > 0 or self.bc_warmstart_steps > 0) and self.demos is None:
+            raise ValueError("--bc-weight/--bc-warmstart-steps need --demos=DIR")
         if not (0.0 <= self.demo_ratio < 1.0):
             raise ValueError(f"--demo-ratio: {self.demo_ratio}; expected in [0, 1)")
         if not (0.0 < self.gamma <= 1.0):
@@ -301,6 +309,46 @@ class DemoMixReplayBuffer(ReplayBuffer):
         )
 
 
+class BCRegularizedAdam(torch.optim.Adam):
+    """The SAC actor's optimizer with a behaviour-cloning term: before each step it adds the
+    gradient of ``weight * ||pi(s) - a_demo||^2`` on a demo batch (optionally Q-filtered) to the
+    actor gradient SB3 just computed. Saved and loaded as a plain Adam state."""
+
+    bc_hook = None
+
+    @classmethod
+    def install(cls, model, demo: DemoTransitions, weight: float, q_filter: bool, batch: int = 128) -> None:
+        opt = model.actor.optimizer
+        opt.__class__ = cls
+        obs_all = torch.as_tensor(demo.obs)
+        act_all = torch.as_tensor(demo.actions).clamp(-0.999, 0.999)
+        stats = {"bc_loss": 0.0, "q_filter_pass": 0.0}
+
+        def hook() -> None:
+            i = torch.randint(0, len(obs_all), (batch,))
+            obs, act = obs_all[i], act_all[i]
+            pi = model.actor(obs, deterministic=True)
+            err = ((pi - act) ** 2).sum(-1)
+            if q_filter:
+                with torch.no_grad():
+                    q_demo = torch.min(torch.cat(model.critic(obs, act), dim=1), dim=1).values
+                    q_pi = torch.min(torch.cat(model.critic(obs, pi.detach()), dim=1), dim=1).values
+                    keep = (q_demo > q_pi).float()
+                err = err * keep
+                stats["q_filter_pass"] = float(keep.mean())
+            loss = weight * err.mean()
+            loss.backward()
+            stats["bc_loss"] = float(loss.detach())
+
+        opt.bc_hook = hook
+        opt.bc_stats = stats
+
+    def step(self, closure=None):
+        if self.bc_hook is not None:
+            self.bc_hook()
+        return super().step(closure)
+
+
 def bc_warmstart(model, demo: DemoTransitions, steps: int, batch: int = 256, progress_bar: bool = False) -> float:
     """Behaviour-clone the SAC actor's mean action onto the demo actions (MSE); returns the last loss."""
     from tqdm import tqdm
@@ -318,33 +366,6 @@ def bc_warmstart(model, demo: DemoTransitions, steps: int, batch: int = 256, pro
         loss.backward()
         opt.step()
     return float(loss.detach())
-
-
-# ---- evaluation ------------------------------------------------------------------------------
-def evaluate_policy(predict, task: str, episodes: int, seed: int = 10_000, max_episode_steps: int | None = None,
-                    cameras: tuple[str, ...] = (), on_step=None) -> dict[str, Any]:
-    """Success rate and episode length of ``predict(obs_dict) -> action`` over seeded episodes.
-    ``on_step(i, obs, info)`` sees every step (used for videos)."""
-    from sim.tasks import make_env
-
-    env = RLObservation(make_env(task, cameras=cameras, max_episode_steps=max_episode_steps))
-    succ, lengths = [], []
-    for k in range(episodes):
-        obs, info = env.reset(seed=seed + k)
-        done, n, success = False, 0, False
-        while not done:
-            a = predict(obs)
-            obs, _, term, trunc, info = env.step(np.clip(a, env.action_space.low, env.action_space.high))
-            n += 1
-            success = success or info["success"]
-            if on_step is not None:
-                on_step(k, obs, info)
-            done = term or trunc
-        succ.append(success)
-        lengths.append(n)
-    env.close()
-    return {"success_rate": float(np.mean(succ)), "mean_length": float(np.mean(lengths)),
-            "episodes": episodes, "successes": int(np.sum(succ))}
 
 
 # ---- the run ---------------------------------------------------------------------------------
@@ -434,6 +455,9 @@ def run_rl(cfg: RLConfig) -> dict[str, Any]:
                     batch_size=min(cfg.batch_size, 1024), gamma=cfg.gamma,
                     policy_kwargs={"net_arch": cfg.hidden}, seed=cfg.seed, device="cpu")
 
+    if cfg.algo == "sac" and demo is not None and cfg.bc_weight > 0:
+        BCRegularizedAdam.install(model, demo, cfg.bc_weight, cfg.q_filter)
+
     wb = None
     if cfg.wandb:
         try:
@@ -450,8 +474,8 @@ def run_rl(cfg: RLConfig) -> dict[str, Any]:
     timing = {"env_steps": 0, "wall": 0.0}
 
     def do_eval() -> None:
-        r = evaluate_policy(lambda o: model.predict(o["state"], deterministic=True)[0], cfg.task,
-                            cfg.eval_episodes, max_episode_steps=cfg.max_episode_steps)
+        r = evaluate_policy(SB3Policy(model=model), cfg.task, cfg.eval_episodes,
+                            max_episode_steps=cfg.max_episode_steps, progress_bar=False)
         rec = {"env_steps": int(model.num_timesteps), "episodes": state.episodes, **r,
                "train_success_rate": state.successes / max(state.episodes, 1)}
         state.evals.append(rec)
@@ -521,9 +545,13 @@ def save_policy(model, out: Path, cfg: RLConfig) -> None:
 class SB3Policy:
     """A policy written by ``robo-reward rl``: ``act(obs) -> ee_delta action`` on RLObservation dicts."""
 
-    def __init__(self, run: str | Path):
+    def __init__(self, run: str | Path | None = None, model=None):
         from stable_baselines3 import PPO, SAC
 
+        self.cameras: tuple[str, ...] = ()
+        if model is not None:  # a live model (evaluation during training)
+            self.model, self.meta, self.task = model, {}, None
+            return
         run = Path(run)
         meta_path = run / POLICY_META
         if not meta_path.is_file():
@@ -532,10 +560,9 @@ class SB3Policy:
         cls = {"sac": SAC, "ppo": PPO}[self.meta["algo"]]
         self.model = cls.load(run / POLICY_FILE, device="cpu")
         self.task = self.meta["task"]
-        self.cameras: tuple[str, ...] = ()
 
     def reset(self) -> None:
         pass
 
-    def act(self, obs: dict[str, Any]) -> np.ndarray:
+    def act(self, obs: dict[str, Any], env=None) -> np.ndarray:
         return self.model.predict(obs["state"], deterministic=True)[0]

@@ -299,7 +299,7 @@ class ShapedRewardWrapper(gym.Wrapper):
         self._phi = 0.0
 
     def _phi_of(self, obs, first: bool) -> float:
-        batched = _batch_obs([obs])
+        batched = batch_obs([obs])
         return float(self.potential(batched, np.array([first]))[0])
 
     def reset(self, **kwargs):
@@ -322,7 +322,7 @@ def _maybe(potential) -> np.ndarray | None:
     return potential.disagreement() if isinstance(potential, Potential) else None
 
 
-def _batch_obs(obs_list: list[dict]) -> dict[str, Any]:
+def batch_obs(obs_list: list[dict]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in obs_list[0].items():
         if isinstance(v, dict):
@@ -366,7 +366,7 @@ def make_shaped_vec_env(venv, potential: Potential, shaper: Shaper):
             # Phi(s') of done envs comes from their terminal observation (obs holds the reset one)
             next_obs = obs
             if dones.any():
-                next_obs = _batch_obs([infos[i]["terminal_observation"] if dones[i] else _index(obs, i)
+                next_obs = batch_obs([infos[i]["terminal_observation"] if dones[i] else _index(obs, i)
                                        for i in range(n)])
             phi_next = self._call_potential(next_obs, np.zeros(n, bool))
             shaped, f = self.shaper(r, self._phi, phi_next, term, self.potential.disagreement())

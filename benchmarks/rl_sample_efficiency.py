@@ -1,0 +1,173 @@
+"""RL sample efficiency: sparse vs ground-truth dense (PBRS) vs learned (PBRS) vs learned (naive).
+
+Every variant runs `robo-reward rl` with the same seeds, budget and settings (SAC; optional
+demo-seeded replay), two runs at a time with one torch thread each. Finished runs are reused, so
+a killed benchmark picks up where it stopped. Writes a JSON of evaluation success against env
+steps and against online episodes per run, a summary (steps to 80% success, final success, the
+learned/dense step ratio, throughput with the share of wall time in rendering and reward
+inference) and a plot (mean with min-max band over seeds).
+
+    python benchmarks/rl_sample_efficiency.py --task=push --steps=12000 --seeds=0,1,2 \
+        --reward-model=outputs/reward/push_default --demos=datasets/so101_push
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = {
+    "sparse": ["--reward=sparse"],
+    "dense_pbrs": ["--reward=dense", "--shaping=pbrs"],
+    "learned_pbrs": ["--reward=learned", "--shaping=pbrs"],
+    "learned_naive": ["--reward=learned", "--shaping=naive"],
+}
+
+
+def run_one(variant: str, seed: int, args, out: Path) -> dict:
+    summary = out / "summary.json"
+    if summary.exists():
+        s = json.loads(summary.read_text())
+        if s["final"]["env_steps"] >= args.steps:
+            return s
+    cmd = [str(ROOT / ".venv/bin/robo-reward"), "rl", f"--task={args.task}", *VARIANTS[variant],
+           f"--steps={args.steps}", f"--seed={seed}", f"--out={out}", f"--num-envs={args.num_envs}",
+           f"--eval-every={args.eval_every}", f"--eval-episodes={args.eval_episodes}", "--wandb=false",
+           "--progress-bar=false", f"--utd={args.utd}", f"--checkpoint-every={args.steps // 2}"]
+    if "learned" in variant:
+        cmd.append(f"--reward-model={args.reward_model}")
+    if args.demos:
+        cmd += [f"--demos={args.demos}", f"--bc-warmstart-steps={args.bc_steps}", "--learning-starts=0"]
+    cmd += args.extra
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MUJOCO_GL": "egl", "HF_HUB_OFFLINE": "1"}
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    with open(out / "log.txt", "w") as log:
+        rc = subprocess.run(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT).returncode
+    if rc != 0:
+        raise RuntimeError(f"{variant} seed {seed}: exit {rc}; see {out / 'log.txt'}")
+    print(f"  {variant} seed {seed}: {time.perf_counter() - t0:.0f} s", flush=True)
+    return json.loads(summary.read_text())
+
+
+def steps_to(evals: list[dict], key: str, threshold: float) -> float | None:
+    for e in evals:
+        if e["success_rate"] >= threshold:
+            return e[key]
+    return None
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", default="push")
+    p.add_argument("--steps", type=int, default=12000)
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--reward-model", default="outputs/reward/push_default")
+    p.add_argument("--demos", default="")
+    p.add_argument("--bc-steps", type=int, default=2000)
+    p.add_argument("--num-envs", type=int, default=4)
+    p.add_argument("--utd", type=float, default=0.5)
+    p.add_argument("--eval-every", type=int, default=2000)
+    p.add_argument("--eval-episodes", type=int, default=10)
+    p.add_argument("--parallel", type=int, default=2)
+    p.add_argument("--runs", default="outputs/bench_rl")
+    p.add_argument("--out", default="benchmarks/results/rl_sample_efficiency_{task}.json")
+    p.add_argument("extra", nargs="*", help="extra flags passed to every `robo-reward rl` run")
+    args = p.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    variants = [v for v in args.variants.split(",") if v]
+    runs_dir = Path(args.runs) / args.task
+    jobs = [(v, s, runs_dir / v / f"seed{s}") for v in variants for s in seeds]
+    print(f"{len(jobs)} runs of {args.steps} env steps on {args.task}, {args.parallel} at a time", flush=True)
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(args.parallel) as pool:
+        results = list(pool.map(lambda j: run_one(j[0], j[1], args, j[2]), jobs))
+    wall = time.perf_counter() - t0
+
+    runs: dict[str, list[dict]] = {v: [] for v in variants}
+    for (v, s, out), r in zip(jobs, results, strict=True):
+        runs[v].append({"seed": s, "evals": r["evals"], "final_success": r["final"]["success_rate"],
+                        "online_episodes": r["episodes"], "wall_s": r["wall_s"],
+                        "env_steps_per_s": r["env_steps_per_s"], "render_s": r.get("render_s", 0.0),
+                        "reward_inference_s": r.get("potential_s", 0.0),
+                        "steps_to_80": steps_to(r["evals"], "env_steps", 0.8),
+                        "episodes_to_80": steps_to(r["evals"], "episodes", 0.8)})
+    summary = {}
+    for v, rs in runs.items():
+        s80 = [r["steps_to_80"] for r in rs]
+        walls = sum(r["wall_s"] for r in rs)
+        summary[v] = {
+            "final_success_mean": float(np.mean([r["final_success"] for r in rs])),
+            "final_success_per_seed": [r["final_success"] for r in rs],
+            "seeds_reaching_80": sum(x is not None for x in s80),
+            "steps_to_80_mean": float(np.mean(s80)) if all(x is not None for x in s80) else None,
+            "steps_to_80_per_seed": s80,
+            "env_steps_per_s": float(np.mean([r["env_steps_per_s"] for r in rs])),
+            "render_share": sum(r["render_s"] for r in rs) / walls,
+            "reward_inference_share": sum(r["reward_inference_s"] for r in rs) / walls,
+        }
+    ratio = None
+    if all(k in summary for k in ("learned_pbrs", "dense_pbrs")):
+        a, b = summary["learned_pbrs"]["steps_to_80_mean"], summary["dense_pbrs"]["steps_to_80_mean"]
+        ratio = a / b if a and b else None
+    result = {"task": args.task, "steps": args.steps, "seeds": seeds, "num_envs": args.num_envs, "utd": args.utd,
+              "demos": args.demos or None, "reward_model": args.reward_model, "wall_s": wall,
+              "extra": args.extra, "learned_over_dense_steps_to_80": ratio, "summary": summary, "runs": runs}
+    out = Path(args.out.format(task=args.task))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    plot(result, out.with_suffix(".png"))
+    for v, s in summary.items():
+        print(f"{v:>14}: final success {s['final_success_mean']:.2f} {s['final_success_per_seed']}, "
+              f"steps to 80% {s['steps_to_80_per_seed']}, {s['env_steps_per_s']:.0f} steps/s "
+              f"(render {s['render_share']:.0%}, reward model {s['reward_inference_share']:.0%})")
+    print(f"learned/dense steps to 80%: {ratio}")
+    print(f"wrote {out} and {out.with_suffix('.png')} ({wall / 60:.1f} min)")
+    return 0
+
+
+def plot(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for v, rs in result["runs"].items():
+        for ax, key in zip(axes, ("env_steps", "episodes"), strict=True):
+            grid = np.array([e[key] for e in rs[0]["evals"]], dtype=float)
+            if key == "episodes":  # episodes differ per seed: interpolate on a common grid
+                hi = min(r["evals"][-1]["episodes"] for r in rs)
+                grid = np.linspace(0, hi, 30)
+                ys = np.array([np.interp(grid, [0] + [e[key] for e in r["evals"]],
+                                         [0] + [e["success_rate"] for e in r["evals"]]) for r in rs])
+            else:
+                ys = np.array([[e["success_rate"] for e in r["evals"]] for r in rs])
+            ax.plot(grid, ys.mean(0), label=v)
+            ax.fill_between(grid, ys.min(0), ys.max(0), alpha=0.2)
+    for ax, label in zip(axes, ("environment steps", "online episodes"), strict=True):
+        ax.set_xlabel(label)
+        ax.set_ylabel("eval success rate")
+        ax.set_ylim(-0.02, 1.02)
+        ax.axhline(0.8, color="k", lw=0.5, ls="--")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.suptitle(f"{result['task']}: {len(result['seeds'])} seeds, {result['steps']} steps"
+                 f"{', demo-seeded' if result['demos'] else ''} (mean, min-max band)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

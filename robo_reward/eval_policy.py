@@ -1,0 +1,125 @@
+"""``robo-reward eval-policy``: success rate and episode length of a BC or RL policy over seeded sim
+episodes, with optional mp4s of rollouts that show the reward model's live progress."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+
+@dataclass
+class EvalPolicyConfig:
+    policy: Path = Path("outputs/bc/run")
+    """Run directory written by `robo-reward train-bc` or `robo-reward rl`."""
+    task: str = ""
+    """Sim task (default: the one the policy was trained on)."""
+    episodes: int = 50
+    """Seeded evaluation episodes (seeds seed, seed+1, ...)."""
+    seed: int = 10_000
+    out_json: Path = Path("outputs/eval_policy.json")
+    video: int = 0
+    """Write mp4s of the first N rollouts (front, side, wrist views) beside --out-json."""
+    reward_model: Path | None = None
+    """Draw this reward model's live progress on the videos (and report its final progress)."""
+    max_episode_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1:
+            raise ValueError(f"--episodes: {self.episodes}; expected >= 1")
+        if self.video < 0:
+            raise ValueError(f"--video: {self.video}; expected >= 0")
+
+
+def evaluate_policy(policy, task: str, episodes: int, seed: int = 10_000, max_episode_steps: int | None = None,
+                    video: int = 0, video_dir: Path | None = None, reward_model: str | Path | None = None,
+                    progress_bar: bool = True) -> dict[str, Any]:
+    """Roll ``policy`` (``reset()``, ``act(obs, env)``, ``cameras``) out for ``episodes`` seeded episodes."""
+    from robo_reward.shaping import LearnedPotential, RLObservation, batch_obs
+    from sim.tasks import make_env
+
+    potential = LearnedPotential.from_runs(str(reward_model)) if reward_model else None
+    video_cams = ("front", "side", "wrist") if video else ()
+    cams = tuple(dict.fromkeys([*policy.cameras, *(potential.cameras if potential else ()), *video_cams]))
+    size = potential.models[0].config.image_size if potential else 64
+    env = RLObservation(make_env(task, cameras=cams, width=size, height=size, max_episode_steps=max_episode_steps))
+    succ, lengths, finals = [], [], []
+    for k in tqdm(range(episodes), desc=f"eval-policy {task}", disable=not progress_bar):
+        obs, info = env.reset(seed=seed + k)
+        policy.reset()
+        frames, phis = [], []
+        phi = potential(batch_obs([obs]), np.array([True]))[0] if potential else np.nan
+        done, n, success = False, 0, False
+        while not done:
+            if k < video:
+                frames.append(np.concatenate([obs[f"pixels.{c}"] for c in video_cams], axis=1))
+                phis.append(phi)
+            a = np.clip(policy.act(obs, env), env.action_space.low, env.action_space.high)
+            obs, _, term, trunc, info = env.step(a)
+            if potential:
+                phi = potential(batch_obs([obs]), np.array([False]))[0]
+            n += 1
+            success = success or info["success"]
+            done = term or trunc
+        succ.append(success)
+        lengths.append(n)
+        finals.append(phi)
+        if k < video and video_dir is not None:
+            write_rollout_video(Path(video_dir) / f"rollout_{k:03d}.mp4", frames, phis, success)
+    env.close()
+    out = {"task": task, "episodes": episodes, "successes": int(np.sum(succ)),
+           "success_rate": float(np.mean(succ)), "mean_length": float(np.mean(lengths)),
+           "per_episode": [{"seed": seed + k, "success": bool(s), "length": int(n)}
+                           for k, (s, n) in enumerate(zip(succ, lengths, strict=True))]}
+    if potential:
+        out["final_progress_mean"] = float(np.nanmean(finals))
+        for rec, f in zip(out["per_episode"], finals, strict=True):
+            rec["final_progress"] = float(f)
+    return out
+
+
+def write_rollout_video(path: Path, frames: list[np.ndarray], phis: list[float], success: bool,
+                        fps: int = 20, scale: int = 3) -> None:
+    """Views side by side, the live progress as a bar and a number (when a reward model is given)."""
+    import av
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h, w = frames[0].shape[0] * scale, frames[0].shape[1] * scale
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("mpeg4", rate=fps)
+        s.width, s.height, s.pix_fmt = w, h + 24, "yuv420p"
+        for t, (img, p) in enumerate(zip(frames, phis, strict=True)):
+            canvas = np.zeros((h + 24, w, 3), np.uint8)
+            canvas[:h] = cv2.resize(img, (w, h), interpolation=cv2.INTER_NEAREST)
+            label = f"t={t}"
+            if np.isfinite(p):
+                canvas[h + 4: h + 20, : int(p * w)] = (40, 200, 80)
+                label += f"  progress {p:.2f}"
+            if t == len(frames) - 1:
+                label += "  SUCCESS" if success else "  fail"
+            cv2.putText(canvas, label, (4, h + 17), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1)
+            for pkt in s.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")):
+                c.mux(pkt)
+        for pkt in s.encode():
+            c.mux(pkt)
+
+
+def run_eval_policy(cfg: EvalPolicyConfig) -> dict[str, Any]:
+    from robo_reward.bc import load_policy
+
+    policy = load_policy(cfg.policy)
+    task = cfg.task or policy.task
+    if not task:
+        raise ValueError(f"--task: not given and {cfg.policy} does not record its task")
+    out_json = Path(cfg.out_json)
+    r = evaluate_policy(policy, task, cfg.episodes, cfg.seed, cfg.max_episode_steps, cfg.video,
+                        out_json.parent / "videos", cfg.reward_model)
+    r["policy"] = str(cfg.policy)
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    out_json.write_text(json.dumps(r, indent=2))
+    return r
