@@ -66,8 +66,14 @@ class RLConfig:
     bc_weight: float = 0.0
     """SAC: add this times a behaviour-cloning loss on demo batches to every actor update
     (Nair et al. 2018), so RL improves on the demos instead of forgetting them."""
-    q_filter: bool = True
+    q_filter: bool = False
     """Apply the BC loss only where the critic rates the demo action above the policy's (Q-filter)."""
+    rl_alpha: float = 2.5
+    """With --bc-weight: scale SAC's actor gradient by rl_alpha / max(mean|Q|, 1) (TD3+BC's
+    normalisation, never amplifying), so the BC and critic terms stay balanced as Q grows."""
+    actor_warmup: int = 1000
+    """With --bc-weight: critic-only updates first (the actor stays the BC policy while the critic
+    learns its value from demos and online data)."""
     algo: str = "sac"
     """sac or ppo."""
     steps: int = 20000
@@ -85,6 +91,10 @@ class RLConfig:
     """lambda: weight of the shaping term."""
     disagreement_penalty: float = 0.0
     """Subtract this times the ensemble's std of Phi (needs several --reward-model runs)."""
+    ent_coef: str = "auto"
+    """SAC entropy coefficient: auto, auto_<init> (tuned from <init>) or a fixed number. With demos
+    use a small init (auto_0.01): at 1.0 the entropy bonus outweighs rewards of order one and drags
+    the cloned policy's mean to zero."""
     lr: float = 3e-4
     batch_size: int = 256
     learning_starts: int = 1000
@@ -317,18 +327,28 @@ class BCRegularizedAdam(torch.optim.Adam):
     bc_hook = None
 
     @classmethod
-    def install(cls, model, demo: DemoTransitions, weight: float, q_filter: bool, batch: int = 128) -> None:
+    def install(cls, model, demo: DemoTransitions, weight: float, q_filter: bool, rl_alpha: float | None = None,
+                warmup: int = 0, batch: int = 128) -> None:
         opt = model.actor.optimizer
         opt.__class__ = cls
         obs_all = torch.as_tensor(demo.obs)
         act_all = torch.as_tensor(demo.actions).clamp(-0.999, 0.999)
         stats = {"bc_loss": 0.0, "q_filter_pass": 0.0}
 
+        params = [p for g in opt.param_groups for p in g["params"]]
+
         def hook() -> None:
             i = torch.randint(0, len(obs_all), (batch,))
             obs, act = obs_all[i], act_all[i]
             pi = model.actor(obs, deterministic=True)
-            err = ((pi - act) ** 2).sum(-1)
+            if rl_alpha is not None:  # TD3+BC: the RL term weighs rl_alpha / mean|Q|
+                with torch.no_grad():
+                    q_scale = torch.cat(model.critic(obs, pi), dim=1).abs().mean().clamp_min(1.0)
+                for p in params:
+                    if p.grad is not None:
+                        p.grad.mul_(rl_alpha / q_scale)
+                stats["q_scale"] = float(q_scale)
+            err = ((pi - act) ** 2).mean(-1)
             if q_filter:
                 with torch.no_grad():
                     q_demo = torch.min(torch.cat(model.critic(obs, act), dim=1), dim=1).values
@@ -342,8 +362,14 @@ class BCRegularizedAdam(torch.optim.Adam):
 
         opt.bc_hook = hook
         opt.bc_stats = stats
+        opt.warmup_left = warmup
+
+    warmup_left = 0
 
     def step(self, closure=None):
+        if self.warmup_left > 0:  # critic warm-up: the actor does not move yet
+            self.warmup_left -= 1
+            return None
         if self.bc_hook is not None:
             self.bc_hook()
         return super().step(closure)
@@ -447,7 +473,7 @@ def run_rl(cfg: RLConfig) -> dict[str, Any]:
         model = SAC("MlpPolicy", venv, learning_rate=cfg.lr, buffer_size=cfg.buffer_size,
                     learning_starts=cfg.learning_starts, batch_size=cfg.batch_size, gamma=cfg.gamma,
                     train_freq=1, gradient_steps=grad_steps, policy_kwargs={"net_arch": cfg.hidden},
-                    seed=cfg.seed, device="cpu", **kwargs)
+                    ent_coef=_ent_coef(cfg.ent_coef), seed=cfg.seed, device="cpu", **kwargs)
         if demo is not None and cfg.bc_warmstart_steps > 0:
             bc_warmstart(model, demo, cfg.bc_warmstart_steps, progress_bar=cfg.progress_bar)
     else:
@@ -456,7 +482,8 @@ def run_rl(cfg: RLConfig) -> dict[str, Any]:
                     policy_kwargs={"net_arch": cfg.hidden}, seed=cfg.seed, device="cpu")
 
     if cfg.algo == "sac" and demo is not None and cfg.bc_weight > 0:
-        BCRegularizedAdam.install(model, demo, cfg.bc_weight, cfg.q_filter)
+        BCRegularizedAdam.install(model, demo, cfg.bc_weight, cfg.q_filter, cfg.rl_alpha if cfg.rl_alpha > 0 else None,
+                                  warmup=0 if resumed else cfg.actor_warmup)
 
     wb = None
     if cfg.wandb:
@@ -525,6 +552,8 @@ def run_rl(cfg: RLConfig) -> dict[str, Any]:
                "potential_s": getattr(venv, "time_in_potential", 0.0),
                "render_s": float(sum(e.unwrapped.render_seconds for e in venv.venv.envs)),
                "nan_shaping_steps": shaper.stats.nan_steps, "resumed": resumed}
+    if isinstance(model.actor.optimizer, BCRegularizedAdam):
+        summary["bc_regulariser"] = dict(getattr(model.actor.optimizer, "bc_stats", {}))
     if demo is not None:
         summary["demos"] = {"transitions": len(demo), "episodes": demo.episodes, "successes": demo.successes}
     _atomic_json(out / "summary.json", summary)
@@ -532,6 +561,15 @@ def run_rl(cfg: RLConfig) -> dict[str, Any]:
         wb.finish()
     venv.close()
     return summary
+
+
+def _ent_coef(v: str):
+    if v == "auto" or v.startswith("auto_"):
+        return v
+    try:
+        return float(v)
+    except ValueError:
+        raise ValueError(f"--ent-coef: {v!r}; expected auto, auto_<init> or a number") from None
 
 
 # ---- policy checkpoints ------------------------------------------------------------------------

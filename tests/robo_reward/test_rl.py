@@ -50,12 +50,14 @@ def test_rl_cli_learned_reward_with_demos(tmp_path, tiny_dataset, tiny_run):
     replay and BC warm start, on the push task."""
     out = tmp_path / "learned"
     assert main(["rl", "--task=push", "--reward=learned", f"--reward-model={tiny_run}",
-                 f"--demos={tiny_dataset}", "--bc-warmstart-steps=20", "--steps=120", f"--out={out}", *FAST]) == 0
+                 f"--demos={tiny_dataset}", "--bc-warmstart-steps=20", "--bc-weight=1", "--actor-warmup=10",
+                 "--ent-coef=auto_0.01", "--steps=120", f"--out={out}", *FAST]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["final"]["env_steps"] == 120
     assert summary["demos"]["transitions"] > 0
     assert summary["potential_s"] > 0 and summary["render_s"] > 0
     assert summary["nan_shaping_steps"] == 0
+    assert np.isfinite(summary["bc_regulariser"]["bc_loss"]) and summary["bc_regulariser"]["bc_loss"] > 0
 
 
 def test_demo_transitions_rewards_follow_the_shaper(tiny_dataset):
@@ -74,6 +76,7 @@ def test_demo_transitions_rewards_follow_the_shaper(tiny_dataset):
     (["--reward=sparse", "--shaping=pbrs"], "needs a potential"),
     (["--reward=dense", "--shaping=bogus"], "--shaping"),
     (["--reward=dense", "--algo=dqn"], "--algo"),
+    (["--reward=dense", "--bc-weight=1"], "need --demos"),
 ])
 def test_rl_cli_bad_flags(tmp_path, capsys, argv, msg):
     assert main(["rl", "--task=push", f"--out={tmp_path / 'x'}", *argv]) == 2
