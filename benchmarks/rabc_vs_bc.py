@@ -87,7 +87,7 @@ def main() -> int:
     table: dict[str, dict] = {}
     for (v, _, _), r in zip(jobs, results, strict=True):
         table.setdefault(v, {"runs": []})["runs"].append(r)
-    for v, d in table.items():
+    for d in table.values():
         rates = [r["success_rate"] for r in d["runs"]]
         d["success_mean"] = float(np.mean(rates))
         d["success_std"] = float(np.std(rates))

@@ -95,7 +95,7 @@ def main() -> int:
     wall = time.perf_counter() - t0
 
     runs: dict[str, list[dict]] = {v: [] for v in variants}
-    for (v, s, out), r in zip(jobs, results, strict=True):
+    for (v, s, _out), r in zip(jobs, results, strict=True):
         runs[v].append({"seed": s, "evals": r["evals"], "final_success": r["final"]["success_rate"],
                         "online_episodes": r["episodes"], "wall_s": r["wall_s"],
                         "env_steps_per_s": r["env_steps_per_s"], "render_s": r.get("render_s", 0.0),
