@@ -25,11 +25,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def variants(args) -> dict[str, list[str]]:
-    return {
+    drop = [f"--min-final-progress={args.min_final_progress}"]
+    every = {
         "bc": [],
+        # plain BC on the episodes the learned model's final progress keeps (no frame weights)
+        "bc_filtered": ["--rabc=true", f"--progress={args.progress}", *drop, "--frame-weights=false"],
         "rabc": ["--rabc=true", f"--progress={args.progress}"],
         "rabc_oracle": ["--rabc=true", "--oracle=true"],
+        # the same, also dropping whole episodes whose final progress is below --min-final-progress
+        "rabc_drop": ["--rabc=true", f"--progress={args.progress}", *drop],
+        "rabc_oracle_drop": ["--rabc=true", "--oracle=true", *drop],
     }
+    return {k: every[k] for k in args.variants.split(",")}
 
 
 def run(cmd: list[str], log: Path) -> None:
@@ -69,6 +76,8 @@ def main() -> int:
     p.add_argument("--chunk", type=int, default=10)
     p.add_argument("--kappa", type=float, default=0.01)
     p.add_argument("--obs", default="state")
+    p.add_argument("--variants", default="bc,bc_filtered,rabc,rabc_oracle,rabc_drop,rabc_oracle_drop")
+    p.add_argument("--min-final-progress", type=float, default=0.9)
     p.add_argument("--parallel", type=int, default=2)
     p.add_argument("--runs", default="outputs/bench_rabc")
     p.add_argument("--out", default="")
@@ -92,14 +101,17 @@ def main() -> int:
         d["success_mean"] = float(np.mean(rates))
         d["success_std"] = float(np.std(rates))
         d["mean_weight"] = float(np.mean([r["weights"]["mean_weight"] for r in d["runs"]]))
-    bc, ra = table["bc"]["success_mean"], table["rabc"]["success_mean"]
+    bc = table["bc"]["success_mean"]
+    for d in table.values():
+        d["over_bc"] = d["success_mean"] / bc if bc > 0 else None
+        d["minus_bc_points"] = 100 * (d["success_mean"] - bc)
     from robo_reward.bc import task_of_dataset
 
     task = task_of_dataset(Path(args.dataset))
     result = {"dataset": args.dataset, "task": task, "reward_model": args.reward_model, "seeds": seeds,
               "episodes_per_eval": args.episodes, "steps": args.steps, "chunk": args.chunk, "kappa": args.kappa,
               "obs": args.obs, "wall_s": time.perf_counter() - t0,
-              "rabc_over_bc": ra / bc if bc > 0 else None, "rabc_minus_bc_points": 100 * (ra - bc),
+              "min_final_progress": args.min_final_progress,
               "variants": table}
     out = Path(args.out or f"benchmarks/results/rabc_vs_bc_{task}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -107,8 +119,9 @@ def main() -> int:
     plot(result, out.with_suffix(".png"))
     for v, d in table.items():
         print(f"{v:>12}: success {d['success_mean']:.3f} +- {d['success_std']:.3f} "
-              f"{[r['success_rate'] for r in d['runs']]} (mean weight {d['mean_weight']:.2f})")
-    print(f"RA-BC / BC = {result['rabc_over_bc']}, +{result['rabc_minus_bc_points']:.1f} points; wrote {out}")
+              f"{[r['success_rate'] for r in d['runs']]} (mean weight {d['mean_weight']:.2f}; "
+              f"x{d['over_bc'] or float('nan'):.2f}, {d['minus_bc_points']:+.1f} points vs BC)")
+    print(f"wrote {out}")
     return 0
 
 
@@ -121,7 +134,10 @@ def plot(result: dict, path: Path) -> None:
     names = list(result["variants"])
     means = [result["variants"][n]["success_mean"] for n in names]
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    ax.bar(names, means, color=["#999999", "#3a7bd5", "#2ca25f"][: len(names)], alpha=0.85)
+    colors = {"bc": "#999999", "bc_filtered": "#bbbbbb", "rabc": "#3a7bd5", "rabc_oracle": "#2ca25f", "rabc_drop": "#1f4e99",
+              "rabc_oracle_drop": "#17693a"}
+    ax.bar(names, means, color=[colors.get(n, "#777777") for n in names], alpha=0.85)
+    ax.tick_params(axis="x", labelsize=8)
     for i, n in enumerate(names):
         pts = [r["success_rate"] for r in result["variants"][n]["runs"]]
         ax.scatter([i] * len(pts), pts, color="k", s=12, zorder=3)

@@ -252,6 +252,9 @@ class TrainBCConfig:
     """Progress gain over the chunk above which a sample gets full weight."""
     min_final_progress: float | None = None
     """Drop whole episodes whose final progress is below this."""
+    frame_weights: bool = True
+    """With --rabc: weight frames by progress gain. False keeps only the episode filter
+    (--min-final-progress) with uniform weights: 'filtered BC', a baseline."""
     seed: int = 0
     wandb: bool = True
     """Log to wandb in offline mode."""
@@ -300,7 +303,7 @@ def sample_weights(cfg: TrainBCConfig, table: FrameTable) -> tuple[np.ndarray, d
         return keep.astype(np.float32), {"mean_weight": float(keep.mean())}
     deltas = progress_deltas(phi, table.episode_index, cfg.chunk)
     ds = delta_stats(deltas)
-    w = rabc_weights(deltas, cfg.kappa, ds) * keep
+    w = (rabc_weights(deltas, cfg.kappa, ds) if cfg.frame_weights else np.ones(n, np.float32)) * keep
     stats.update({"mean_weight": float(w.mean()), "delta_mean": ds.mean, "delta_std": ds.std,
                   "frac_zero_weight": float((w == 0).mean()), "frac_full_weight": float((w == 1).mean())})
     return w.astype(np.float32), stats

@@ -477,7 +477,8 @@ def run_rl(cfg: RLConfig) -> dict[str, Any]:
         if demo is not None and cfg.bc_warmstart_steps > 0:
             bc_warmstart(model, demo, cfg.bc_warmstart_steps, progress_bar=cfg.progress_bar)
     else:
-        model = PPO("MlpPolicy", venv, learning_rate=cfg.lr, n_steps=max(64, 1024 // cfg.num_envs),
+        model = PPO("MlpPolicy", venv, learning_rate=cfg.lr,
+                    n_steps=max(16, min(1024, cfg.steps) // cfg.num_envs),
                     batch_size=min(cfg.batch_size, 1024), gamma=cfg.gamma,
                     policy_kwargs={"net_arch": cfg.hidden}, seed=cfg.seed, device="cpu")
 

@@ -144,3 +144,19 @@ def test_train_bc_images_policy(tiny_dataset, tmp_path):
     assert main(["eval-policy", f"--policy={out}", "--episodes=1", f"--out-json={res}",
                  "--max-episode-steps=10"]) == 0
     assert json.loads(res.read_text())["mean_length"] == 10
+
+
+def test_episode_filter_and_oracle_weights(tiny_dataset, tmp_path):
+    from robo_reward.bc import TrainBCConfig, sample_weights
+
+    table = load_frame_table(tiny_dataset)
+    final = {e: table.gt_progress[table.episode_index == e][-1] for e in table.episodes}
+    for cut in (min(final.values()) - 1e-6, max(final.values()) + 1e-6):  # keep all, drop all
+        cfg = TrainBCConfig(dataset=tiny_dataset, out=tmp_path, oracle=True, min_final_progress=cut,
+                            frame_weights=False)
+        w, stats = sample_weights(cfg, table)
+        for e, f in final.items():
+            assert np.all(w[table.episode_index == e] == (1.0 if f >= cut else 0.0))
+        assert stats["episodes_dropped"] == sum(f < cut for f in final.values())
+    w2, stats2 = sample_weights(TrainBCConfig(dataset=tiny_dataset, out=tmp_path, oracle=True), table)
+    assert 0 < stats2["mean_weight"] < 1 and set(np.unique(w2)) != {1.0}

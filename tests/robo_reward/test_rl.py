@@ -44,6 +44,21 @@ def test_rl_cli_dense_writes_loadable_policy_and_resumes(tmp_path):
     assert [e["env_steps"] for e in evals] == [200, 400]
     assert summary["episodes"] == 8  # resumed envs start fresh episodes
 
+    # eval-policy runs RL policies too
+    res = tmp_path / "eval.json"
+    assert main(["eval-policy", f"--policy={out}", "--episodes=2", f"--out-json={res}", "--max-episode-steps=20"]) == 0
+    r = json.loads(res.read_text())
+    assert r["task"] == "push" and r["episodes"] == 2 and r["mean_length"] <= 20
+
+
+def test_rl_cli_ppo(tmp_path):
+    out = tmp_path / "ppo"
+    assert main(["rl", "--task=push", "--reward=dense", "--algo=ppo", "--steps=128", "--batch-size=32",
+                 f"--out={out}", *FAST]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["final"]["env_steps"] >= 128
+    assert SB3Policy(out).meta["algo"] == "ppo"
+
 
 def test_rl_cli_learned_reward_with_demos(tmp_path, tiny_dataset, tiny_run):
     """Learned PBRS reward from images (the cameras the model reads are rendered), demo-seeded
