@@ -553,7 +553,7 @@ def run_rl(cfg: RLConfig) -> dict[str, Any]:
                "potential_s": getattr(venv, "time_in_potential", 0.0),
                "render_s": float(sum(e.unwrapped.render_seconds for e in venv.venv.envs)),
                "nan_shaping_steps": shaper.stats.nan_steps, "resumed": resumed}
-    if isinstance(model.actor.optimizer, BCRegularizedAdam):
+    if isinstance(getattr(getattr(model, "actor", None), "optimizer", None), BCRegularizedAdam):
         summary["bc_regulariser"] = dict(getattr(model.actor.optimizer, "bc_stats", {}))
     if demo is not None:
         summary["demos"] = {"transitions": len(demo), "episodes": demo.episodes, "successes": demo.successes}
