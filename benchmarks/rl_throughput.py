@@ -38,6 +38,8 @@ def run(task: str, envs: int, steps: int, model_dir: str | None, mode: str) -> d
     es = [make_env(task, cameras=cams) for _ in range(envs)]
     rng = np.random.default_rng(0)
     obs = [e.reset(seed=i)[0] for i, e in enumerate(es)]
+    for e in es:  # renderer creation at the first reset is a one-off; do not count it
+        e.render_seconds = 0.0
     pot = LearnedPotential(model, num_envs=envs) if mode.endswith("cached_batched") else None
     hist: list[list[np.ndarray]] = [[] for _ in range(envs)]
     t_model = 0.0
