@@ -101,7 +101,7 @@ def main() -> int:
                         "env_steps_per_s": r["env_steps_per_s"], "render_s": r.get("render_s", 0.0),
                         "reward_inference_s": r.get("potential_s", 0.0),
                         "steps_to_80": steps_to(r["evals"], "env_steps", 0.8),
-                        "episodes_to_80": steps_to(r["evals"], "episodes", 0.8)})
+                        "episodes_to_80": steps_to(r["evals"], "online_episodes", 0.8)})
     summary = {}
     for v, rs in runs.items():
         s80 = [r["steps_to_80"] for r in rs]
@@ -144,10 +144,10 @@ def plot(result: dict, path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for v, rs in result["runs"].items():
-        for ax, key in zip(axes, ("env_steps", "episodes"), strict=True):
+        for ax, key in zip(axes, ("env_steps", "online_episodes"), strict=True):
             grid = np.array([e[key] for e in rs[0]["evals"]], dtype=float)
-            if key == "episodes":  # episodes differ per seed: interpolate on a common grid
-                hi = min(r["evals"][-1]["episodes"] for r in rs)
+            if key == "online_episodes":  # episodes differ per seed: interpolate on a common grid
+                hi = min(r["evals"][-1]["online_episodes"] for r in rs)
                 grid = np.linspace(0, hi, 30)
                 ys = np.array([np.interp(grid, [0] + [e[key] for e in r["evals"]],
                                          [0] + [e["success_rate"] for e in r["evals"]]) for r in rs])

@@ -178,7 +178,7 @@ def cmd_rl(cfg) -> int:
 
     r = run_rl(cfg)
     f = r["final"]
-    print(f"{cfg.task} {cfg.reward}/{cfg.shaping}: success {f['success_rate']:.2f} over {f['episodes']} eval "
+    print(f"{cfg.task} {cfg.reward}/{cfg.shaping}: success {f['success_rate']:.2f} over {f['eval_episodes']} eval "
           f"episodes after {f['env_steps']} env steps ({r['episodes']} online episodes, "
           f"{r['env_steps_per_s']:.0f} steps/s)")
     print(f"policy {Path(cfg.out) / 'policy.zip'}, eval history {Path(cfg.out) / 'eval.json'}")

@@ -504,8 +504,9 @@ def run_rl(cfg: RLConfig) -> dict[str, Any]:
     def do_eval() -> None:
         r = evaluate_policy(SB3Policy(model=model), cfg.task, cfg.eval_episodes,
                             max_episode_steps=cfg.max_episode_steps, progress_bar=False)
-        rec = {"env_steps": int(model.num_timesteps), "episodes": state.episodes, **r,
-               "train_success_rate": state.successes / max(state.episodes, 1)}
+        rec = {"env_steps": int(model.num_timesteps), "online_episodes": state.episodes,
+               "success_rate": r["success_rate"], "mean_length": r["mean_length"],
+               "eval_episodes": r["episodes"], "train_success_rate": state.successes / max(state.episodes, 1)}
         state.evals.append(rec)
         _atomic_json(out / "eval.json", state.evals)
         if wb is not None:
@@ -529,7 +530,7 @@ def run_rl(cfg: RLConfig) -> dict[str, Any]:
             if n >= self.next_eval:
                 do_eval()
                 self.next_eval += cfg.eval_every
-                self.bar.set_postfix(success=state.evals[-1]["success_rate"], episodes=state.episodes)
+                self.bar.set_postfix(success=state.evals[-1]["success_rate"], online_episodes=state.episodes)
             if n >= self.next_ckpt:
                 save_checkpoint(self.model, state, out)
                 self.next_ckpt += cfg.checkpoint_every

@@ -25,6 +25,7 @@ def test_rl_cli_dense_writes_loadable_policy_and_resumes(tmp_path):
     assert (out / "checkpoint" / "model.zip").is_file() and (out / "checkpoint" / "replay.pkl").is_file()
     evals = json.loads((out / "eval.json").read_text())
     assert [e["env_steps"] for e in evals] == [200]
+    assert evals[0]["online_episodes"] == 4 and evals[0]["eval_episodes"] == 1
     assert summary["episodes"] == 4  # 2 envs x 100 steps each / 40-step episodes
 
     policy = SB3Policy(out)
@@ -42,6 +43,7 @@ def test_rl_cli_dense_writes_loadable_policy_and_resumes(tmp_path):
     assert summary["resumed"] and summary["final"]["env_steps"] == 400
     evals = json.loads((out / "eval.json").read_text())
     assert [e["env_steps"] for e in evals] == [200, 400]
+    assert [e["online_episodes"] for e in evals] == [4, 8]
     assert summary["episodes"] == 8  # resumed envs start fresh episodes
 
     # eval-policy runs RL policies too
