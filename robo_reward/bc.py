@@ -167,14 +167,34 @@ def read_progress_parquet(path: str | Path, table: FrameTable, column: str = "pr
 
 
 def model_progress(run: str | Path, root: str | Path, progress_bar: bool = False) -> np.ndarray:
-    """Progress of every dataset frame straight from a reward model (dataset order)."""
+    """Progress of every dataset frame straight from a reward model, in dataset order. ``run`` may
+    list several runs, comma-separated: their mean (an ensemble)."""
     from robo_reward.eval_reward import predict_episode
     from robo_reward.models.data import load_frame_cache
     from robo_reward.models.modeling import ProcessRewardModel
 
-    model = ProcessRewardModel.load(run)
-    cache = load_frame_cache(root, model.config.cameras, model.config.image_size, progress=progress_bar)
-    return np.concatenate([predict_episode(model, cache.episode_frames(ep)).progress for ep in cache.episodes])
+    models = [ProcessRewardModel.load(r.strip()) for r in str(run).split(",") if r.strip()]
+    cfg = models[0].config
+    cache = load_frame_cache(root, cfg.cameras, cfg.image_size, progress=progress_bar)
+    return np.concatenate([np.mean([predict_episode(m, cache.episode_frames(ep)).progress for m in models], axis=0)
+                           for ep in cache.episodes])
+
+
+def state_features(table: FrameTable, obs: str = "state") -> np.ndarray:
+    """Per-frame policy input: the low-dimensional state of online RL (``state``), or the
+    proprioception an image policy gets (``images``). The TCP comes from forward kinematics."""
+    from robo_reward.rl import tcp_from_joints
+    from robo_reward.shaping import policy_state
+    from sim.tasks import make_env
+
+    env = make_env(table.task, cameras=())
+    if obs == "state" and table.env_state.shape[1] != env.unwrapped.env_state_dim:
+        raise DatasetError(f"{table.root}: observation.environment_state has {table.env_state.shape[1]} values; "
+                           f"task {table.task!r} expects {env.unwrapped.env_state_dim} (a dataset of another task?)")
+    tcp = tcp_from_joints(env, table.state)
+    if obs == "state":
+        return np.stack([policy_state(a, t, e) for a, t, e in zip(table.state, tcp, table.env_state, strict=True)])
+    return proprio_state(table.state, tcp)
 
 
 # ---- policies --------------------------------------------------------------------------------
@@ -339,19 +359,10 @@ def weighted_chunk_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Te
 def train_bc(cfg: TrainBCConfig) -> dict[str, Any]:
     from tqdm import tqdm
 
-    from robo_reward.rl import tcp_from_joints
-    from robo_reward.shaping import policy_state
-    from sim.tasks import make_env
-
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     table = load_frame_table(cfg.dataset, cfg.task)
-    env = make_env(table.task, cameras=())
-    tcp = tcp_from_joints(env, table.state)
-    if cfg.obs == "state":
-        states = np.stack([policy_state(a, t, e) for a, t, e in zip(table.state, tcp, table.env_state, strict=True)])
-    else:
-        states = proprio_state(table.state, tcp)
+    states = state_features(table, cfg.obs)
     targets, mask = chunk_targets(table, cfg.chunk)
     weights, wstats = sample_weights(cfg, table)
     cameras = [c for c in cfg.cameras.split(",") if c] if cfg.obs == "images" else []

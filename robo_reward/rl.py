@@ -37,7 +37,6 @@ from robo_reward.shaping import (
     Shaper,
     Shaping,
     make_shaped_vec_env,
-    policy_state,
 )
 
 POLICY_FILE = "policy.zip"
@@ -218,60 +217,29 @@ def load_demo_transitions(root: str | Path, task: str, shaper: Shaper, reward: s
     """Transitions (s, a, r', s', done) from a collected dataset, with the same reward as online:
     r_env = 1 at the step that reaches success (the episode ends there), plus the shaping term with
     Phi from the ground truth (dense) or the reward model run on the dataset's video (learned)."""
-    import pandas as pd
-
+    from robo_reward.bc import load_frame_table, model_progress, state_features
     from robo_reward.data.lerobot_io import DatasetError
-    from sim.tasks import make_env
 
-    root = Path(root)
-    files = sorted((root / "data").glob("chunk-*/file-*.parquet"))
-    if not files:
-        raise DatasetError(f"{root}/data: no parquet files; expected a LeRobot dataset with episodes")
-    df = pd.concat([pd.read_parquet(f) for f in files]).sort_values("index").reset_index(drop=True)
-    need = ["observation.state", "observation.environment_state", "action.ee_delta", "gt.progress"]
-    missing = [c for c in need if c not in df.columns]
-    if missing:
-        raise DatasetError(f"{root}: column(s) {missing} missing; demo-seeded replay needs a dataset written by "
-                           "`robo-reward collect` (ee_delta actions and sim state)")
-    env = make_env(task, cameras=())
-    if df["observation.environment_state"].iloc[0].shape[0] != env.unwrapped.env_state_dim:
-        raise DatasetError(f"{root}: observation.environment_state has {df['observation.environment_state'].iloc[0].shape[0]} "
-                           f"values; task {task!r} expects {env.unwrapped.env_state_dim} (a dataset of another task?)")
-    learned_phi: dict[int, np.ndarray] = {}
-    if reward == "learned":
-        from robo_reward.eval_reward import predict_episode
-        from robo_reward.models.data import load_frame_cache
-        from robo_reward.models.modeling import ProcessRewardModel
-
-        runs = [r.strip() for r in reward_model.split(",") if r.strip()]
-        models = [ProcessRewardModel.load(r) for r in runs]
-        cache = load_frame_cache(root, models[0].config.cameras, models[0].config.image_size, labels="auto",
-                                 progress=progress_bar)
-        for ep in cache.episodes:
-            frames = cache.episode_frames(ep)
-            learned_phi[ep.index] = np.mean([predict_episode(m, frames).progress for m in models], axis=0)
+    table = load_frame_table(root, task)
+    if table.gt_progress is None:
+        raise DatasetError(f"{root}: column gt.progress missing; demo-seeded replay needs a dataset written by "
+                           "`robo-reward collect` (it marks where the demo succeeds)")
+    states = state_features(table, "state")
+    phi_all = {"learned": lambda: model_progress(reward_model, root, progress_bar),
+               "dense": lambda: table.gt_progress.astype(np.float64),
+               "sparse": lambda: np.zeros(len(table.index))}[reward]()
     obs, acts, nxt, rews, dones = [], [], [], [], []
     n_eps = n_succ = 0
-    for ep_idx, g in df.groupby("episode_index", sort=True):
-        state = np.stack(g["observation.state"].to_numpy())
-        env_state = np.stack(g["observation.environment_state"].to_numpy())
-        act = np.stack(g["action.ee_delta"].to_numpy()).astype(np.float32)
-        gt = np.stack(g["gt.progress"].to_numpy()).reshape(-1)
-        tcp = tcp_from_joints(env, state)
-        s = np.stack([policy_state(a, t, e) for a, t, e in zip(state, tcp, env_state, strict=True)])
+    for ep_idx in table.episodes:
+        m = table.episode_index == ep_idx
+        s, act, gt, phi = states[m], table.action[m], table.gt_progress[m], phi_all[m]
         hit = np.flatnonzero(gt >= 1.0)
         success = hit.size > 0 and hit[0] > 0
         if success_only and not success:
             continue
-        end = int(hit[0]) if success else len(g) - 1  # transitions 0..end-1 lead to frame end
+        end = int(hit[0]) if success else len(s) - 1  # transitions 0..end-1 lead to frame end
         if end < 1:
             continue
-        if reward == "learned":
-            phi = learned_phi[int(ep_idx)]
-        elif reward == "dense":
-            phi = gt
-        else:
-            phi = np.zeros(len(g))
         r_env = np.zeros(end)
         term = np.zeros(end, dtype=bool)
         if success:
