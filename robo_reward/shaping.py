@@ -22,18 +22,16 @@ warning; it never crashes the run.
 
 from __future__ import annotations
 
+import abc
 import enum
-import logging
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
-
-log = logging.getLogger(__name__)
 
 
 class Shaping(enum.StrEnum):
@@ -66,7 +64,6 @@ class ShapingStats:
     steps: int = 0
     nan_steps: int = 0
     shaping_sum: float = 0.0
-    phi_last: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, float]:
         return {"shaping/steps": self.steps, "shaping/nan_steps": self.nan_steps,
@@ -109,17 +106,17 @@ class Shaper:
 
 
 # ---- potentials ------------------------------------------------------------------------------
-class Potential:
+class Potential(abc.ABC):
     """Phi over a batch of observation dicts. ``first[i]`` marks env i's first frame of an episode
     (stateful potentials reset their history there)."""
 
     cameras: tuple[str, ...] = ()
     needs_progress: bool = False
 
+    @abc.abstractmethod
     def __call__(self, obs: dict[str, Any], first: np.ndarray, active: np.ndarray | None = None) -> np.ndarray:
         """Phi per env, shape (N,). Only ``active`` envs (default all) advance their history; the
         others' entries are undefined."""
-        raise NotImplementedError
 
     def disagreement(self) -> np.ndarray | None:
         """Ensemble spread of the last call (None for single models)."""
