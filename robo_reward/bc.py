@@ -184,7 +184,7 @@ def state_features(table: FrameTable, obs: str = "state") -> np.ndarray:
     """Per-frame policy input: the low-dimensional state of online RL (``state``), or the
     proprioception an image policy gets (``images``). The TCP comes from forward kinematics."""
     from robo_reward.rl import tcp_from_joints
-    from robo_reward.shaping import policy_state
+    from robo_reward.shaping import policy_state, proprio_state
     from sim.tasks import make_env
 
     env = make_env(table.task, cameras=())
@@ -230,13 +230,6 @@ class ChunkPolicy(nn.Module):
             f = self.cnn(images.flatten(0, 1)).view(b, -1)
             x = torch.cat([state, f], -1)
         return torch.tanh(self.mlp(x)).view(-1, self.chunk, self.action_dim)
-
-
-def proprio_state(agent_pos: np.ndarray, tcp: np.ndarray) -> np.ndarray:
-    """Image policies see only what a real arm measures: joints and the TCP (by kinematics)."""
-    agent_pos = np.asarray(agent_pos, dtype=np.float64)
-    return np.concatenate([np.radians(agent_pos[..., :5]), agent_pos[..., 5:6] / 100.0,
-                           np.asarray(tcp) * 10.0], -1).astype(np.float32)
 
 
 # ---- training --------------------------------------------------------------------------------
@@ -469,6 +462,11 @@ class BCPolicy:
         self.policy.eval()
         self._queue: list[np.ndarray] = []
 
+    @property
+    def needs_state(self) -> bool:
+        """Reads object and goal positions (``state``), which only sim or a tracker provides."""
+        return self.meta["obs"] == "state"
+
     def reset(self) -> None:
         self._queue = []
 
@@ -479,8 +477,7 @@ class BCPolicy:
                 s = torch.as_tensor(obs["state"])[None]
                 img = None
             else:
-                base = env.unwrapped
-                s = torch.as_tensor(proprio_state(base.joint_positions(), base.tcp_pos))[None]
+                s = torch.as_tensor(obs["proprio"])[None]
                 img = torch.as_tensor(np.stack([obs[f"pixels.{c}"] for c in self.cameras]))[None]
                 img = img.permute(0, 1, 4, 2, 3).float() / 255.0
             chunk = self.policy(s, img)[0].numpy()

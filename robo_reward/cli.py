@@ -205,6 +205,33 @@ def cmd_eval_policy(cfg) -> int:
     return 0
 
 
+def cmd_deploy(cfg) -> int:
+    from real.deploy import RobotConnectionError, run_deploy
+
+    try:
+        r = run_deploy(cfg)
+    except RobotConnectionError as e:
+        print(f"robo-reward deploy: error: {e}", file=sys.stderr)
+        return 3
+    except FileNotFoundError as e:
+        print(f"robo-reward deploy: error: {e}", file=sys.stderr)
+        return 2
+    s = r.summary()
+    line = f"deploy: {s['episodes']} episode(s)"
+    if r.success_rate is not None:
+        line += f", success {r.success_rate:.2f} ({sum(bool(e.success) for e in r.episodes)}/{len(r.episodes)})"
+    line += f", {r.sent_actions} actions sent; safety clips {r.safety}"
+    if r.record:
+        line += f"; recorded to {r.record}"
+    print(line)
+    if r.stop_reason is not None:
+        print(f"deploy: stopped safely ({r.stop_reason}): held position, "
+              f"{'saved' if cfg.on_stop == 'save' else 'discarded'} the episode in flight, disconnected",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_quickstart(cfg: QuickstartConfig) -> int:
     """The main job on built-in defaults: collect a small demo set, then summarise and plot it."""
     rc = cmd_collect(CollectConfig(task=cfg.task, episodes=cfg.episodes, out=cfg.out))
@@ -225,6 +252,8 @@ COMMANDS = {
     "train-bc": ("robo_reward.bc:TrainBCConfig", cmd_train_bc, "behaviour cloning, optionally reward-aligned (RA-BC)"),
     "eval-policy": ("robo_reward.eval_policy:EvalPolicyConfig", cmd_eval_policy,
                     "success rate of a BC or RL policy in sim, optional videos"),
+    "deploy": ("real.deploy:DeployConfig", cmd_deploy,
+               "run a policy on a robot (so101_follower, or mujoco_so101 with no hardware), record rollouts"),
     "quickstart": (QuickstartConfig, cmd_quickstart, "collect a small demo set, summarise and plot it"),
 }
 

@@ -569,6 +569,8 @@ class SB3Policy:
         self.model = cls.load(run / POLICY_FILE, device="cpu")
         self.task = self.meta["task"]
 
+    needs_state = True  # the actor reads the low-dimensional ``state``
+
     def reset(self) -> None:
         pass
 

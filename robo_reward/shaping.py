@@ -162,6 +162,9 @@ class LearnedPotential(Potential):
         self._hist = [torch.zeros(num_envs, self.span, cfg.dim, device=device) for _ in self.models]
         self._count = np.zeros(num_envs, dtype=np.int64)
         self._spread: np.ndarray | None = None
+        self.stage_names: tuple[str, ...] = tuple(cfg.stage_names)
+        self.last_stage = np.full(num_envs, -1, dtype=np.int64)
+        self.last_success = np.full(num_envs, np.nan)
 
     @classmethod
     def from_runs(cls, runs, num_envs: int = 1, device: str = "cpu") -> LearnedPotential:
@@ -203,7 +206,7 @@ class LearnedPotential(Potential):
         back = np.minimum(offs[None, :], self._count[rows][:, None])  # (R, T)
         idx = torch.as_tensor(self.span - 1 - back, device=self.device)
         r_t = torch.as_tensor(rows, device=self.device)
-        outs = []
+        outs, stage_p, succ_p = [], [], []
         for m, hist in zip(self.models, self._hist, strict=True):
             tok = m.frame_tokens(x, n_views=len(self.cameras))  # (R, D)
             h_rows = torch.roll(hist[r_t], shifts=-1, dims=1)
@@ -211,8 +214,16 @@ class LearnedPotential(Potential):
             hist[r_t] = h_rows
             seq = torch.gather(h_rows, 1, idx[..., None].expand(-1, -1, h_rows.shape[-1]))
             h = m.temporal_from_tokens(seq)
-            outs.append(m.heads(h[:, -1:])["progress"][:, -1].clamp(0.0, 1.0).cpu().numpy())
+            hd = m.heads(h[:, -1:])
+            outs.append(hd["progress"][:, -1].clamp(0.0, 1.0).cpu().numpy())
+            stage_p.append(hd["stage_logits"][:, -1].softmax(-1).cpu().numpy())
+            succ_p.append(torch.sigmoid(hd["success_logit"][:, -1]).cpu().numpy())
         self._count[rows] += 1
+        # the ensemble's mean stage distribution and success probability, for live displays
+        self.last_stage = np.full(n, -1, dtype=np.int64)
+        self.last_stage[rows] = np.mean(stage_p, axis=0).argmax(-1)
+        self.last_success = np.full(n, np.nan)
+        self.last_success[rows] = np.mean(succ_p, axis=0)
         p = np.stack(outs)  # (M, R)
         self._spread = np.zeros(n)
         if len(outs) > 1:
@@ -242,7 +253,8 @@ class RLObservation(gym.ObservationWrapper):
         base = env.unwrapped
         self.keep_pixels = bool(base.config.cameras)
         dim = policy_state(np.zeros(6), np.zeros(3), np.zeros(base.env_state_dim)).shape[0]
-        spaces_: dict[str, gym.Space] = {"state": gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32)}
+        spaces_: dict[str, gym.Space] = {"state": gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32),
+                                         "proprio": gym.spaces.Box(-np.inf, np.inf, (PROPRIO_DIM,), np.float32)}
         if self.keep_pixels:
             for c, sp in env.observation_space["pixels"].items():
                 spaces_[f"pixels.{c}"] = sp
@@ -263,13 +275,35 @@ class RLObservation(gym.ObservationWrapper):
 
     def observation(self, obs):
         base = self.env.unwrapped
-        out = {"state": policy_state(obs["agent_pos"], base.tcp_pos, obs["environment_state"])}
-        if self.keep_pixels:
-            for c, img in obs["pixels"].items():
-                out[f"pixels.{c}"] = img
+        out = policy_observation(obs["agent_pos"], base.tcp_pos, obs["environment_state"],
+                                 obs["pixels"] if self.keep_pixels else None)
         if self.include_progress:
             out["progress"] = np.array([self._last_progress], dtype=np.float32)
         return out
+
+
+PROPRIO_DIM = 9
+
+
+def proprio_state(agent_pos: np.ndarray, tcp: np.ndarray) -> np.ndarray:
+    """What a real arm measures, scaled to order one: joints (arm radians, gripper 0..1) and the
+    TCP (dm, by forward kinematics). Image policies read this beside their cameras."""
+    agent_pos = np.asarray(agent_pos, dtype=np.float64)
+    return np.concatenate([np.radians(agent_pos[..., :5]), agent_pos[..., 5:6] / 100.0,
+                           np.asarray(tcp) * 10.0], -1).astype(np.float32)
+
+
+def policy_observation(agent_pos: np.ndarray, tcp: np.ndarray, env_state: np.ndarray | None = None,
+                       pixels: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+    """The one observation every policy here reads, built the same way in sim (:class:`RLObservation`)
+    and on a robot (``real.deploy``): ``proprio``, ``state`` (only where the object and goal
+    positions are known: sim, or a robot with privileged state) and ``pixels.<camera>``."""
+    out = {"proprio": proprio_state(agent_pos, tcp)}
+    if env_state is not None:
+        out["state"] = policy_state(agent_pos, tcp, env_state)
+    for c, img in (pixels or {}).items():
+        out[f"pixels.{c}"] = img
+    return out
 
 
 def policy_state(agent_pos: np.ndarray, tcp: np.ndarray, env_state: np.ndarray) -> np.ndarray:

@@ -107,3 +107,50 @@ class TopDownIK:
             if np.linalg.norm(err[:3]) < 5e-4 and np.linalg.norm(err[3:]) < 1e-2:
                 break
         return self.configuration.q[self.arm_qadr].copy()
+
+
+# Workspace the TCP target is clipped to: a vertical grasp is reachable only for x ~0.13-0.30 m.
+TCP_BOUNDS = np.array([[0.10, -0.16, 0.008], [0.32, 0.16, 0.16]])
+
+
+@dataclass
+class EEDeltaController:
+    """``ee_delta`` action (dx, dy, dz, gripper in [-1, 1]) -> SO-101 joint targets, through the
+    same top-down IK in sim and on the real arm.
+
+    The reference is the *measured* TCP, so a zero action holds still and nothing winds up; the
+    IK is seeded with the last commanded arm joints so successive solutions stay on one branch.
+    """
+
+    ik: TopDownIK
+    ee_step: float = 0.02
+    """Metres of TCP motion per unit of action, per step."""
+    arm_range: np.ndarray | None = None
+    """(5, 2) arm joint limits in radians the solution is clipped to (None: no clipping)."""
+
+    def arm_target(self, tcp: np.ndarray, last_arm_cmd: np.ndarray, action: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(arm joints in rad (5), the clipped TCP target (3))."""
+        target = np.clip(np.asarray(tcp, float) + np.asarray(action[:3], float) * self.ee_step, *TCP_BOUNDS)
+        q = self.ik.solve(target, np.asarray(last_arm_cmd, float).copy())
+        if self.arm_range is not None:
+            q = np.clip(q, self.arm_range[:, 0], self.arm_range[:, 1])
+        return q, target
+
+    @staticmethod
+    def gripper_target(action: np.ndarray) -> float:
+        """Gripper command in LeRobot units (0 closed .. 100 open) from the action's last entry."""
+        return float(100.0 * (np.clip(action[3], -1.0, 1.0) + 1.0) / 2.0)
+
+    def joint_targets(self, measured: np.ndarray, tcp: np.ndarray, last_arm_cmd: np.ndarray,
+                      action: np.ndarray) -> np.ndarray:
+        """``<joint>.pos`` targets in LeRobot units (arm degrees, gripper 0..100), shape (6,)."""
+        q, _ = self.arm_target(tcp, last_arm_cmd, action)
+        return np.append(np.degrees(q), self.gripper_target(action))
+
+
+def forward_tcp(model: mujoco.MjModel, data: mujoco.MjData, joints: np.ndarray) -> np.ndarray:
+    """TCP position (3,) for arm joints in LeRobot units (degrees; the gripper does not move it)."""
+    qadr = [model.joint(j).qposadr[0] for j in ARM_JOINTS]
+    data.qpos[qadr] = np.radians(np.asarray(joints, float)[:5])
+    mujoco.mj_kinematics(model, data)
+    return data.site(TCP_SITE).xpos.copy()

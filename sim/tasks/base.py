@@ -27,6 +27,7 @@ from gymnasium import spaces
 from sim.robot import (
     ARM_JOINTS,
     TCP_SITE,
+    EEDeltaController,
     TopDownIK,
     add_tcp_site,
     gripper_to_lerobot,
@@ -84,8 +85,6 @@ class EnvConfig:
             raise ValueError(f"ee_step: {self.ee_step} m per unit is out of range; expected (0, 0.05]")
 
 
-# Workspace the TCP target is clipped to: a vertical grasp is reachable only for x ~0.13-0.30 m.
-TCP_BOUNDS = np.array([[0.10, -0.16, 0.008], [0.32, 0.16, 0.16]])
 HOME_TCP = np.array([0.20, 0.0, 0.10])  # the TCP starts here, pointing down
 GRIPPER_OPEN = 1.0  # ee_delta gripper command for fully open; -1.0 is fully closed
 
@@ -126,6 +125,7 @@ class SO101TaskEnv(gym.Env, abc.ABC):
         self._renderer: mujoco.Renderer | None = None
         self.render_seconds = 0.0  # wall time spent rendering cameras (for throughput accounting)
         self._home_q = self.ik.solve(HOME_TCP, np.zeros(5), iterations=200)
+        self.ee_controller = EEDeltaController(self.ik, cfg.ee_step, self.model.actuator_ctrlrange[self._arm_act].copy())
 
         arm_lo = np.degrees(self.model.jnt_range[[self.model.joint(j).id for j in ARM_JOINTS], 0])
         arm_hi = np.degrees(self.model.jnt_range[[self.model.joint(j).id for j in ARM_JOINTS], 1])
@@ -253,12 +253,9 @@ class SO101TaskEnv(gym.Env, abc.ABC):
     def step(self, action: Any):
         a = self.validate_action(action)
         if self.config.action_space == ActionSpace.EE_DELTA:
-            # The reference is the measured TCP, so a zero action holds still and nothing winds up.
-            self._target = np.clip(self.tcp_pos + a[:3] * self.config.ee_step, *TCP_BOUNDS)
-            q = self.ik.solve(self._target, self.data.ctrl[self._arm_act].copy())
-            lo = self.model.actuator_ctrlrange[self._arm_act]
-            self.data.ctrl[self._arm_act] = np.clip(q, lo[:, 0], lo[:, 1])
-            self.data.ctrl[self._grip_act] = lerobot_to_gripper(100.0 * (a[3] + 1) / 2, self._grip_range)
+            q, self._target = self.ee_controller.arm_target(self.tcp_pos, self.data.ctrl[self._arm_act], a)
+            self.data.ctrl[self._arm_act] = q
+            self.data.ctrl[self._grip_act] = lerobot_to_gripper(self.ee_controller.gripper_target(a), self._grip_range)
         else:
             self.data.ctrl[self._arm_act] = np.radians(a[:5])
             self.data.ctrl[self._grip_act] = lerobot_to_gripper(a[5], self._grip_range)

@@ -1,0 +1,1 @@
+"""LeRobot ``Camera`` implementations that robo-reward adds (the MuJoCo views of ``mujoco_so101``)."""
