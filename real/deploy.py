@@ -31,10 +31,11 @@ from typing import Any
 import numpy as np
 from lerobot.robots import RobotConfig
 
-import real.robots.mujoco_so101  # noqa: F401  (registers robot type mujoco_so101 for --robot.type)
+from real.robots import register_lerobot_types
 from real.safety import DEFAULT_SAFETY, SafetyConfig, SafetyFilter
 
 logger = logging.getLogger(__name__)
+register_lerobot_types()  # --robot.type: LeRobot's robots and mujoco_so101
 
 
 class StopReason(enum.StrEnum):
@@ -473,27 +474,38 @@ class DeployResult:
         }
 
 
+def _connection_help(robot, detail: str) -> RobotConnectionError:
+    port = getattr(getattr(robot, "config", None), "port", None)
+    where = f" on port {port!r}" if port else ""
+    return RobotConnectionError(
+        f"could not connect to robot {getattr(robot, 'name', type(robot).__name__)}{where} ({detail}). "
+        "Find the arm's port with `lerobot-find-port` (it lists the serial ports, then asks you to unplug the "
+        "USB cable to see which one disappears), pass it as --robot.port, and check you may open it "
+        "(e.g. `sudo chmod 666 /dev/ttyACM0` or add yourself to the dialout group)."
+    )
+
+
+def check_port(robot) -> None:
+    """Fail fast, before anything else, when a serial port path does not exist."""
+    port = getattr(getattr(robot, "config", None), "port", None)
+    if isinstance(port, str) and port.startswith("/dev/") and not Path(port).exists():
+        raise _connection_help(robot, f"{port} does not exist")
+
+
 def connect_robot(robot) -> None:
     """``robot.connect()``, turning the driver's connection errors into one message that says
     what to check (the port, the cable, the permissions)."""
     try:
         robot.connect()
     except ConnectionError as e:
-        port = getattr(getattr(robot, "config", None), "port", None)
-        where = f" on port {port!r}" if port else ""
-        detail = " ".join(str(e).split())
-        raise RobotConnectionError(
-            f"could not connect to robot {getattr(robot, 'name', type(robot).__name__)}{where} ({detail}). "
-            "Find the arm's port with `lerobot-find-port` (it lists the serial ports, then asks you to unplug the "
-            "USB cable to see which one disappears), pass it as --robot.port, and check you may open it "
-            "(e.g. `sudo chmod 666 /dev/ttyACM0` or add yourself to the dialout group)."
-        ) from None
+        raise _connection_help(robot, " ".join(str(e).split())) from None
 
 
 def run_deploy(cfg: DeployConfig, policy=None, potential=None, stop: StopFlag | None = None,
-               on_step: Callable[[int, dict[str, Any]], None] | None = None, install_signals: bool = True) -> DeployResult:
-    """Run ``cfg.episodes`` episodes on ``cfg.robot``. ``policy``/``potential`` default to the runs in
-    ``cfg``; ``stop`` and ``on_step`` let callers (tests, benchmarks) stop the loop and watch it."""
+               on_step: Callable[[int, dict[str, Any]], None] | None = None, install_signals: bool = True,
+               robot=None) -> DeployResult:
+    """Run ``cfg.episodes`` episodes on ``cfg.robot``. ``policy``/``potential``/``robot`` default to
+    what ``cfg`` names; ``stop`` and ``on_step`` let callers (tests, benchmarks) stop and watch it."""
     from real.robots import make_robot
     from robo_reward.bc import load_policy
     from robo_reward.shaping import LearnedPotential
@@ -503,7 +515,9 @@ def run_deploy(cfg: DeployConfig, policy=None, potential=None, stop: StopFlag | 
     if potential is None and cfg.reward_model is not None:
         potential = LearnedPotential.from_runs(str(cfg.reward_model), num_envs=1)
     SafetyConfig.load(cfg.safety)  # a bad safety file fails before the robot moves
-    robot = make_robot(cfg.robot)
+    if robot is None:
+        robot = make_robot(cfg.robot)
+    check_port(robot)
     stop = stop or StopFlag()
     dep = Deployment(cfg, robot, policy, potential, stop, on_step)
     connect_robot(robot)

@@ -1,5 +1,53 @@
+"""Shared fixtures: a tiny push dataset (two cameras), a tiny reward model and BC policies on it."""
+
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("SVT_LOG", "1")
+
+import pytest  # noqa: E402
+
+from robo_reward.models.config import RewardModelConfig  # noqa: E402
+from robo_reward.train_reward import TrainRewardConfig, train_reward  # noqa: E402
+from sim.collect import collect  # noqa: E402
+
+TINY = dict(dim=32, heads=2, temporal_layers=1, window=4, frame_gap=2)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("rm") / "push"
+    collect("push", 6, "clean", out, seed=3, cameras=("front", "wrist"), progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "r"
+    cfg = TrainRewardConfig(dataset=tiny_dataset, out=out, steps=220, batch_size=8, lr=1e-3, wandb="disabled",
+                            held_out=0.34, checkpoint_every=100, log_every=50,
+                            model=RewardModelConfig(cameras=["front", "wrist"], **TINY))
+    train_reward(cfg, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def state_policy(tiny_dataset, tmp_path_factory):
+    """A small state-based BC policy (object positions in its input) on the push demos."""
+    from robo_reward.bc import TrainBCConfig, train_bc
+
+    out = tmp_path_factory.mktemp("bc") / "state"
+    train_bc(TrainBCConfig(dataset=tiny_dataset, out=out, steps=60, batch_size=32, wandb=False, progress_bar=False))
+    return out
+
+
+@pytest.fixture(scope="session")
+def image_policy(tiny_dataset, tmp_path_factory):
+    """A small image BC policy (front and wrist cameras plus proprioception) on the push demos."""
+    from robo_reward.bc import TrainBCConfig, train_bc
+
+    out = tmp_path_factory.mktemp("bc") / "images"
+    train_bc(TrainBCConfig(dataset=tiny_dataset, out=out, steps=20, batch_size=8, obs="images",
+                           cameras="front,wrist", wandb=False, progress_bar=False))
+    return out
