@@ -81,6 +81,8 @@ class DeployConfig:
     """What to do with the episode in flight when the watchdog stops the run: save or discard."""
     overrun_factor: float = 2.0
     """Stop when one control step takes longer than this many periods."""
+    stop_on_success: bool = True
+    """End an episode when the robot reports success (mujoco_so101's ground truth)."""
     stop_on_progress: float | None = None
     """End an episode once the reward model's progress reaches this (e.g. 0.95)."""
     reset_time_s: float = 5.0
@@ -123,7 +125,10 @@ class EpisodeResult:
     stop_reason: StopReason | None
     saved: bool = False
     seed: int | None = None
-    periods: list[float] = field(default_factory=list)
+    step_times: list[float] = field(default_factory=list)
+    """Seconds of work per control step (observe, reward model, policy, filter, send, record)."""
+    ticks: list[float] = field(default_factory=list)
+    """perf_counter() at the start of each step: their differences are the loop's real period."""
 
 
 class StopFlag:
@@ -223,9 +228,59 @@ class Deployment:
             logger.warning("hold position failed: %s: %s", type(e).__name__, e)
 
     # ---- one episode -------------------------------------------------------------------------
-    def run_episode(self, k: int, events: dict[str, bool] | None = None) -> tuple[EpisodeResult, list[dict]]:
+    def _sense(self, t: int) -> dict[str, Any]:
+        """Observe, then run the reward model; raises :class:`_Stop` for a watchdog trigger."""
         from robo_reward.shaping import batch_obs
 
+        try:
+            obs, joints, raw_frames = self.observe()
+        except TimeoutError as e:
+            logger.error("stale camera frame: %s", e)
+            raise _Stop(StopReason.STALE_FRAME) from None
+        except (ConnectionError, OSError, RuntimeError) as e:
+            logger.error("robot driver failed in get_observation: %s: %s", type(e).__name__, e)
+            raise _Stop(StopReason.DRIVER_ERROR) from None
+        phi, stage = np.nan, -1
+        if self.potential is not None:
+            phi = float(self.potential(batch_obs([obs]), np.array([t == 0]))[0])
+            stage = int(self.potential.last_stage[0])
+            if not np.isfinite(phi):
+                logger.error("reward model returned %s at step %d", phi, t)
+                raise _Stop(StopReason.REWARD_NAN)
+        # the ground truth of the state this frame shows (sim only), as `collect` records it
+        gt = self.robot.ground_truth() if self.sim else None
+        return {"obs": obs, "joints": joints, "frames": raw_frames, "phi": phi, "stage": stage, "gt": gt,
+                "env_state": self._env_state}
+
+    def _act(self, s: dict[str, Any], last_arm: np.ndarray | None, t: int) -> tuple[np.ndarray, dict[str, float]]:
+        """Policy -> ee_delta -> IK -> safety filter: (the ee_delta action, the joint targets to send)."""
+        a = np.asarray(self.policy.act(s["obs"]), dtype=np.float64).reshape(-1)
+        if a.shape != (4,) or not np.all(np.isfinite(a)):
+            logger.error("policy returned %s at step %d; expected 4 finite ee_delta values", a.tolist(), t)
+            raise _Stop(StopReason.POLICY_NAN)
+        a = np.clip(a, -1.0, 1.0)
+        joints = s["joints"]
+        if last_arm is None:
+            last_arm = np.radians(joints[:5].astype(np.float64))
+        target = self.controller.joint_targets(joints, self.safety.tcp(joints), last_arm, a)
+        safe = self.safety.filter(target, joints)
+        return a, dict(zip(self.keys, safe.tolist(), strict=True))
+
+    def _send(self, action: dict[str, float]) -> dict[str, float]:
+        if self.cfg.dry_run:
+            return action
+        self.safety.throttle()
+        try:
+            sent = self.robot.send_action(action)
+        except (ConnectionError, OSError, RuntimeError) as e:
+            logger.error("robot driver failed in send_action: %s: %s", type(e).__name__, e)
+            raise _Stop(StopReason.DRIVER_ERROR) from None
+        self.sent_actions += 1
+        return sent
+
+    def run_episode(self, k: int, events: dict[str, bool] | None = None) -> tuple[EpisodeResult, list[dict]]:
+        """One episode at the fixed rate. Returns its result and the frames to record (each frame:
+        what was observed and the action then sent)."""
         seed = self.cfg.seed + k if self.sim else None
         if self.sim:
             self.robot.reset_episode(seed)
@@ -235,106 +290,86 @@ class Deployment:
         frames: list[dict[str, Any]] = []
         bar = _ProgressDisplay(k, self.cfg.episodes, self.max_steps, self.cfg.display,
                                self.potential.stage_names if self.potential is not None else ())
-        last_arm = None
+        last_arm, a = None, np.zeros(4)
         next_t = time.perf_counter()
         try:
             for t in range(self.max_steps):
                 t0 = time.perf_counter()
+                res.ticks.append(t0)
                 if self.stop.is_set():
-                    res.stop_reason = self.stop.reason
-                    break
+                    raise _Stop(self.stop.reason or StopReason.ESTOP)
                 if events and events.get("stop_recording"):
-                    res.stop_reason = StopReason.ESTOP
-                    break
+                    raise _Stop(StopReason.ESTOP)
                 if events and events.get("exit_early"):
                     events["exit_early"] = False
                     break
-                try:
-                    obs, joints, raw_frames = self.observe()
-                except TimeoutError as e:
-                    logger.error("stale camera frame: %s", e)
-                    res.stop_reason = StopReason.STALE_FRAME
-                    break
-                except (ConnectionError, OSError, RuntimeError) as e:
-                    logger.error("robot driver failed in get_observation: %s: %s", type(e).__name__, e)
-                    res.stop_reason = StopReason.DRIVER_ERROR
-                    break
-                phi, stage = np.nan, -1
-                if self.potential is not None:
-                    phi = float(self.potential(batch_obs([obs]), np.array([t == 0]))[0])
-                    stage = int(self.potential.last_stage[0])
-                    if not np.isfinite(phi):
-                        logger.error("reward model returned %s at step %d", phi, t)
-                        res.stop_reason = StopReason.REWARD_NAN
-                        break
-                a = np.asarray(self.policy.act(obs), dtype=np.float64).reshape(-1)
-                if a.shape != (4,) or not np.all(np.isfinite(a)):
-                    logger.error("policy returned %s at step %d; expected 4 finite ee_delta values", a.tolist(), t)
-                    res.stop_reason = StopReason.POLICY_NAN
-                    break
-                a = np.clip(a, -1.0, 1.0)
-                if last_arm is None:
-                    last_arm = np.radians(joints[:5].astype(np.float64))
-                target = self.controller.joint_targets(joints, self.safety.tcp(joints), last_arm, a)
-                safe = self.safety.filter(target, joints)
-                action = dict(zip(self.keys, safe.tolist(), strict=True))
-                if self.cfg.dry_run:
-                    sent = action
-                else:
-                    self.safety.throttle()
-                    try:
-                        sent = self.robot.send_action(action)
-                    except (ConnectionError, OSError, RuntimeError) as e:
-                        logger.error("robot driver failed in send_action: %s: %s", type(e).__name__, e)
-                        res.stop_reason = StopReason.DRIVER_ERROR
-                        break
-                    self.sent_actions += 1
-                sent_arr = np.array([sent[k_] for k_ in self.keys], dtype=np.float32)
-                last_arm = np.radians(sent_arr[:5].astype(np.float64))
-                gt = self.robot.ground_truth() if self.sim else None
-                frames.append(self._frame(raw_frames, joints, sent_arr, a, obs, phi, stage, gt))
-                res.steps = t + 1
-                res.final_progress = None if np.isnan(phi) else phi
-                bar.update(t, phi, stage, action if self.cfg.dry_run else None)
-                if self.on_step is not None:
-                    self.on_step(t, {"obs": obs, "action": action, "sent": sent, "phi": phi, "stage": stage, "gt": gt})
-                if gt is not None and gt["success"]:
+                s = self._sense(t)
+                if s["gt"] is not None and s["gt"]["success"]:
                     res.success = True
+                a, action = self._act(s, last_arm, t)
+                sent = self._send(action)
+                sent_arr = np.array([sent[key] for key in self.keys], dtype=np.float32)
+                last_arm = np.radians(sent_arr[:5].astype(np.float64))
+                frames.append(self._frame(s, sent_arr, a))
+                res.steps = t + 1
+                res.final_progress = None if np.isnan(s["phi"]) else s["phi"]
+                bar.update(t, s["phi"], s["stage"], action if self.cfg.dry_run else None)
+                if self.on_step is not None:
+                    self.on_step(t, {"obs": s["obs"], "action": action, "sent": sent, "phi": s["phi"],
+                                     "stage": s["stage"], "gt": s["gt"]})
+                if self.sim and self.cfg.stop_on_success and self.robot.ground_truth()["success"]:
+                    # record the state that shows success too (a hold frame, nothing more is sent)
+                    res.success = True
+                    s = self._sense(t + 1)
+                    hold = np.asarray(s["joints"], np.float32)
+                    frames.append(self._frame(s, hold, np.array([0.0, 0.0, 0.0, a[3]])))
+                    res.final_progress = None if np.isnan(s["phi"]) else s["phi"]
                     break
-                if self.cfg.stop_on_progress is not None and phi >= self.cfg.stop_on_progress:
+                if self.cfg.stop_on_progress is not None and s["phi"] >= self.cfg.stop_on_progress:
                     break
                 # fixed rate: sleep to the next tick; one step far over the period stops the run
                 elapsed = time.perf_counter() - t0
-                res.periods.append(elapsed)
+                res.step_times.append(elapsed)
                 if t > 0 and elapsed > self.cfg.overrun_factor * self.period:
                     logger.error("control step %d took %.1f ms; the period is %.1f ms (overrun factor %.1f)",
                                  t, elapsed * 1e3, self.period * 1e3, self.cfg.overrun_factor)
-                    res.stop_reason = StopReason.OVERRUN
-                    break
+                    raise _Stop(StopReason.OVERRUN)
                 next_t += self.period
                 delay = next_t - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)
                 else:
                     next_t = time.perf_counter()
+            if self.sim and not res.success:
+                res.success = bool(self.robot.ground_truth()["success"])
+        except _Stop as stop:
+            res.stop_reason = stop.reason
         finally:
             bar.close(res)
         return res, frames
 
-    def _frame(self, raw_frames, joints, sent, a, obs, phi, stage, gt) -> dict[str, Any]:
-        fr: dict[str, Any] = {f"observation.images.{c}": raw_frames[c] for c in self.robot_cameras}
-        fr["observation.state"] = joints
+    def _frame(self, s: dict[str, Any], sent: np.ndarray, a: np.ndarray) -> dict[str, Any]:
+        fr: dict[str, Any] = {f"observation.images.{c}": s["frames"][c] for c in self.robot_cameras}
+        fr["observation.state"] = s["joints"]
         fr["action"] = sent
-        fr["action.ee_delta"] = a.astype(np.float32)
+        fr["action.ee_delta"] = np.asarray(a, np.float32)
         if self.has_env_state:
-            fr["observation.environment_state"] = self._env_state
+            fr["observation.environment_state"] = s["env_state"]
         if self.potential is not None:
-            fr["reward.progress"] = np.array([phi], np.float32)
-            fr["reward.stage"] = np.array([stage], np.int64)
-        if gt is not None:
-            fr["gt.progress"] = np.array([gt["progress"]], np.float32)
-            fr["gt.stage"] = np.array([gt["stage"]], np.int64)
+            fr["reward.progress"] = np.array([s["phi"]], np.float32)
+            fr["reward.stage"] = np.array([s["stage"]], np.int64)
+        if s["gt"] is not None:
+            fr["gt.progress"] = np.array([s["gt"]["progress"]], np.float32)
+            fr["gt.stage"] = np.array([s["gt"]["stage"]], np.int64)
         return fr
+
+
+class _Stop(Exception):
+    """A watchdog trigger inside a control step."""
+
+    def __init__(self, reason: StopReason):
+        super().__init__(str(reason))
+        self.reason = reason
 
 
 class _ProgressDisplay:
@@ -458,7 +493,8 @@ class DeployResult:
         return float(np.mean(known)) if known else None
 
     def summary(self) -> dict[str, Any]:
-        periods = np.concatenate([e.periods for e in self.episodes if e.periods] or [np.zeros(0)])
+        work = np.concatenate([e.step_times for e in self.episodes] or [np.zeros(0)])
+        periods = np.concatenate([np.diff(e.ticks) for e in self.episodes if len(e.ticks) > 1] or [np.zeros(0)])
         return {
             "episodes": len(self.episodes),
             "success_rate": self.success_rate,
@@ -466,8 +502,8 @@ class DeployResult:
             "sent_actions": self.sent_actions,
             "safety": self.safety,
             "record": str(self.record) if self.record else None,
-            "step_time_ms": {"p50": float(np.percentile(periods, 50) * 1e3), "p99": float(np.percentile(periods, 99) * 1e3)}
-            if periods.size else None,
+            "step_time_ms": _percentiles(work),
+            "period_ms": _percentiles(periods),
             "per_episode": [{"index": e.index, "seed": e.seed, "steps": e.steps, "success": e.success,
                              "final_progress": e.final_progress, "stop_reason": e.stop_reason, "saved": e.saved}
                             for e in self.episodes],
@@ -525,7 +561,7 @@ def run_deploy(cfg: DeployConfig, policy=None, potential=None, stop: StopFlag | 
     if install_signals and threading.current_thread() is threading.main_thread():
         for s in (signal.SIGINT, signal.SIGTERM):
             old_handlers[s] = signal.getsignal(s)
-            signal.signal(s, lambda signum, frame: stop.set(StopReason.SIGNAL))
+            signal.signal(s, _stop_handler(stop))
     listener, events = None, None
     if cfg.keyboard and sys.stdin.isatty():
         try:
@@ -586,6 +622,26 @@ def run_deploy(cfg: DeployConfig, policy=None, potential=None, stop: StopFlag | 
         summary_path.parent.mkdir(parents=True, exist_ok=True)
         summary_path.write_text(json.dumps(out.summary(), indent=2))
     return out
+
+
+def _stop_handler(stop: StopFlag):
+    """First SIGINT/SIGTERM: stop safely at the next step. A second one: interrupt at once (the
+    ``finally`` still finalizes the dataset and disconnects)."""
+
+    def handler(signum, frame):  # noqa: ARG001
+        if stop.is_set():
+            raise KeyboardInterrupt
+        logger.warning("signal %d: stopping safely (send it again to interrupt at once)", signum)
+        stop.set(StopReason.SIGNAL)
+
+    return handler
+
+
+def _percentiles(x: np.ndarray) -> dict[str, float] | None:
+    if not len(x):
+        return None
+    return {"p50": float(np.percentile(x, 50) * 1e3), "p99": float(np.percentile(x, 99) * 1e3),
+            "max": float(np.max(x) * 1e3)}
 
 
 def _instruction_of(policy) -> str:

@@ -242,3 +242,37 @@ def test_real_driver_connection_error_is_translated(tmp_path):
     robot = make_robot(SO101FollowerConfig(port="/dev/null", calibration_dir=tmp_path / "c"))
     with pytest.raises(RobotConnectionError, match="lerobot-find-port"):
         connect_robot(robot)  # LeRobot's Feetech bus fails to open it; one message says what to do
+
+
+class _ExpertThroughTheLoop:
+    """The scripted expert as a deploy-loop policy (it peeks at the simulated arm's scene), to
+    produce successful rollouts through the real loop."""
+
+    cameras, task, needs_state = (), "push", False
+
+    def __init__(self, robot):
+        self.robot = robot
+
+    def reset(self):
+        from sim.experts import make_expert
+
+        self.expert = make_expert("push", seed=0)
+
+    def act(self, obs, env=None):
+        return self.expert.act(self.robot.env)
+
+
+def test_successful_rollouts_are_ready_for_rl_replay(tmp_path):
+    from robo_reward.rl import load_demo_transitions
+    from robo_reward.shaping import Shaper
+
+    robot = make_robot(_robot_cfg(tmp_path))
+    cfg = _cfg(tmp_path, tmp_path / "unused", episodes=2, fps=60, episode_time_s=5.0)  # the policy is passed in
+    res = run_deploy(cfg, policy=_ExpertThroughTheLoop(robot), robot=robot)
+    assert res.stop_reason is None
+    assert [e.success for e in res.episodes] == [True, True]  # the expert succeeds through the loop too
+    ds = open_dataset(tmp_path / "rec", video_backend="pyav")
+    # each successful episode ends on a frame that shows the success (a hold frame)
+    assert ds.meta.total_frames == sum(e.steps + 1 for e in res.episodes)
+    demos = load_demo_transitions(tmp_path / "rec", "push", Shaper("pbrs", gamma=0.98), "dense")
+    assert demos.episodes == 2 and demos.successes == 2 and demos.dones.sum() == 2  # success terminates
