@@ -42,7 +42,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=10_000)
     ap.add_argument("--overrun-factor", type=float, default=5.0,
                     help="the deploy watchdog's limit (this measures success, not timing: be lenient)")
-    ap.add_argument("--out", type=Path, default=RESULTS / "deploy_vs_eval.json")
+    ap.add_argument("--out", type=Path, default=None, help="default: results/deploy_vs_eval[_<policy dir>].json")
     args = ap.parse_args()
 
     from real.deploy import DeployConfig, run_deploy
@@ -50,9 +50,13 @@ def main() -> None:
     from robo_reward.bc import load_policy
     from robo_reward.eval_policy import evaluate_policy
 
+    args.out = args.out or RESULTS / "deploy_vs_eval.json"
+
     work = Path(tempfile.mkdtemp(prefix="deploy_vs_eval_"))
     policy = load_policy(args.policy)
-    cfg = DeployConfig(robot=MujocoSO101Config(task=policy.task, privileged_state=True, calibration_dir=work / "calib"),
+    # object positions only for a state policy; an image policy runs on exactly so101_follower's features
+    robot = MujocoSO101Config(task=policy.task, privileged_state=policy.needs_state, calibration_dir=work / "calib")
+    cfg = DeployConfig(robot=robot,
                        policy=args.policy, reward_model=args.reward_model, episodes=args.episodes, seed=args.seed,
                        record=work / "rollouts", keyboard=False, display=False, overrun_factor=args.overrun_factor)
     dep = run_deploy(cfg)
@@ -68,7 +72,7 @@ def main() -> None:
     se = math.sqrt(max(pooled * (1 - pooled) * 2 / n, 1e-12))
     z = (kd / n - ke / n) / se
     out = {
-        "policy": str(args.policy), "task": policy.task, "episodes": n, "seeds": [args.seed, args.seed + n - 1],
+        "policy": str(args.policy), "policy_obs": "state" if policy.needs_state else "images", "task": policy.task, "episodes": n, "seeds": [args.seed, args.seed + n - 1],
         "deploy": {"success_rate": kd / n, "successes": kd, "wilson95": wilson(kd, n),
                    "mean_steps": sum(x.steps for x in dep.episodes) / n, "safety": dep.safety,
                    "period_ms": dep.summary()["period_ms"]},

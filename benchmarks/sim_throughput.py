@@ -1,5 +1,7 @@
 """Env steps/s for each task with 0, 1 and 3 cameras (default 64x64, fast visual profile), and
 the full profile with 3 cameras for comparison. All settings run side by side in one process.
+The ManiSkill tasks (``--maniskill``, on by default) run on ``physx_cpu`` with SAPIEN rendering
+on the CPU here; on a machine with CUDA, ``--gpu-envs 1,64,1024`` adds GPU-parallel numbers.
 
     .venv/bin/python benchmarks/sim_throughput.py --out benchmarks/results/sim_throughput.json
 """
@@ -23,7 +25,8 @@ SETTINGS = {"0cam": (), "1cam": ("front",), "3cam": ("front", "side", "wrist")}
 
 
 def steps_per_second(task: str, cameras, size: int, profile: str, steps: int) -> float:
-    env = make_env(task, cameras=cameras, width=size, height=size, visual_profile=profile)
+    kw = {} if task.startswith("maniskill/") else {"visual_profile": profile}
+    env = make_env(task, cameras=cameras, width=size, height=size, **kw)
     env.reset(seed=0)
     expert = make_expert(task, seed=0)
     n, seed = 0, 0
@@ -40,11 +43,32 @@ def steps_per_second(task: str, cameras, size: int, profile: str, steps: int) ->
     return rate
 
 
+def ms_steps_per_second(cls, task: str, cameras, size: int, steps: int) -> float:
+    """ManiSkill: random ee_delta actions (an expert exists only for some tasks)."""
+    env = cls(task, cameras=cameras, width=size, height=size)
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    n, seed = 0, 0
+    t0 = time.perf_counter()
+    while n < steps:
+        *_, terminated, truncated, _ = env.step(rng.uniform(-1, 1, 4))
+        n += 1
+        if terminated or truncated:
+            seed += 1
+            env.reset(seed=seed)
+    rate = n / (time.perf_counter() - t0)
+    env.close()
+    return rate
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=400)
     p.add_argument("--size", type=int, default=64)
     p.add_argument("--out", default="benchmarks/results/sim_throughput.json")
+    p.add_argument("--maniskill", default="PickCube-v1,StackCube-v1,PegInsertionSide-v1",
+                   help="ManiSkill tasks to include (comma-separated; empty for none)")
+    p.add_argument("--maniskill-steps", type=int, default=100)
     args = p.parse_args()
     results: dict = {"size": args.size, "steps": args.steps, "mujoco_gl": os.environ["MUJOCO_GL"],
                      "control_hz": 20, "tasks": {}}
@@ -54,6 +78,16 @@ def main() -> None:
         results["tasks"][task] = {k: round(v, 1) for k, v in r.items()}
         print(task, results["tasks"][task])
     results["mean_3cam_fast"] = round(float(np.mean([v["3cam"] for v in results["tasks"].values()])), 1)
+    if args.maniskill:
+        from sim.maniskill.tasks import ManiSkillTaskEnv
+
+        results["maniskill"] = {"sim_backend": "physx_cpu", "render": "SAPIEN on the CPU (Mesa lavapipe)", "tasks": {}}
+        for env_id in args.maniskill.split(","):
+            task = f"maniskill/{env_id}"
+            r = {name: round(ms_steps_per_second(ManiSkillTaskEnv, task, cams, args.size, args.maniskill_steps), 1)
+                 for name, cams in SETTINGS.items()}
+            results["maniskill"]["tasks"][task] = r
+            print(task, r)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
     print(f"wrote {args.out}")

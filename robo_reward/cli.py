@@ -23,7 +23,8 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 @dataclass
 class CollectConfig:
     task: str = "pick_place"
-    """Task to demonstrate: pick_place, stack or push."""
+    """Task to demonstrate: pick_place, stack, push, or a ManiSkill task (maniskill/PickCube-v1,
+    maniskill/StackCube-v1)."""
     episodes: int = 50
     """Target number of episodes in --out (an existing dataset is topped up to this)."""
     quality: str = "mixed"
@@ -306,6 +307,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as e:  # bad input: one clear line, no traceback
         print(f"robo-reward {name}: error: {e}", file=sys.stderr)
         return 2
+    except ImportError as e:  # an optional backend that is not installed (the message says how)
+        from sim.maniskill import ManiSkillUnavailable
+
+        if not isinstance(e, ManiSkillUnavailable):
+            raise
+        print(f"robo-reward {name}: error: {e}", file=sys.stderr)
+        return 3
 
 
 if __name__ == "__main__":

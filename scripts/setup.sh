@@ -4,7 +4,8 @@
 #      (MuJoCo offscreen rendering on the CPU);
 #   2. a Python 3.12 virtual environment, cached OUTSIDE the clone and keyed by a hash of
 #      pyproject.toml, so CI and new clones reuse it; `.venv` in the repo is a symlink to it;
-#   3. this repo, installed editable into that venv.
+#   3. this repo, installed editable into that venv;
+#   4. the ManiSkill 3 backend (Mesa 25 Vulkan from bookworm-backports, mani-skill + sapien).
 # Env knobs: ROBO_REWARD_VENV_ROOT (default ~/.cache/robo-reward/venvs), PYTHON312.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,6 +21,22 @@ if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# ManiSkill/SAPIEN on the CPU needs a Vulkan device: Mesa 25's lavapipe from bookworm-backports
+# (Debian 12's stock Mesa 22 offers none SAPIEN accepts). ROBO_REWARD_MANISKILL=0 skips it.
+maniskill="${ROBO_REWARD_MANISKILL:-1}"
+if [ "$maniskill" = 1 ] && [ -f /etc/debian_version ] && grep -q '^12' /etc/debian_version; then
+  mesa_ver="$(dpkg-query -W -f='${Version}' mesa-vulkan-drivers 2>/dev/null || true)"
+  if [ -z "$mesa_ver" ] || dpkg --compare-versions "$mesa_ver" lt 25; then
+    echo "[setup] installing Mesa 25 Vulkan drivers from bookworm-backports (for ManiSkill/SAPIEN)"
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    src=/etc/apt/sources.list.d/bookworm-backports.list
+    [ -f "$src" ] || echo "deb http://deb.debian.org/debian bookworm-backports main" | $SUDO tee "$src" >/dev/null
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+      -t bookworm-backports mesa-vulkan-drivers libvulkan1
+  fi
 fi
 
 py="${PYTHON312:-}"
@@ -52,6 +69,15 @@ if [ ! -f "$venv/.complete" ]; then
 else
   # the cached venv may point at another clone: re-link this checkout (fast, no deps)
   "$venv/bin/python" -m pip install -q --no-deps -e . >/dev/null
+fi
+# the [maniskill] backend: mani-skill and sapien without their declared deps (those would pull
+# mplib and opencv-python), then the deps they really need (scripts/maniskill-requirements.txt)
+ms_key="maniskill-3.0.1-$(sha256sum scripts/maniskill-requirements.txt | cut -c1-8)"
+if [ "$maniskill" = 1 ] && [ ! -f "$venv/.$ms_key" ]; then
+  echo "[setup] installing ManiSkill 3 (no mplib, no second opencv)"
+  "$venv/bin/python" -m pip install -q --no-deps "mani-skill==3.0.1" "sapien==3.0.3"
+  "$venv/bin/python" -m pip install -q -r scripts/maniskill-requirements.txt
+  touch "$venv/.$ms_key"
 fi
 ln -sfn "$venv" .venv
 echo "[setup] ready: $repo/.venv -> $venv"

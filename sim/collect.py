@@ -84,8 +84,10 @@ def collect(task: str, episodes: int, quality: str, out: str | Path, seed: int =
         "gt.stage": {"dtype": "int64", "shape": (1,), "names": None},
         "gt.progress": {"dtype": "float32", "shape": (1,), "names": None},
     }
-    feats = features_for(list(env.config.cameras), height, width, list(ACTION_KEYS), list(ACTION_KEYS), extra)
-    writer = DatasetWriter(out, fps, feats, list(env.stages))
+    # SO-101 joints in LeRobot units; a ManiSkill robot names its own joints
+    names = list(getattr(env, "state_names", ACTION_KEYS))
+    feats = features_for(list(env.config.cameras), height, width, names, names, extra)
+    writer = DatasetWriter(out, fps, feats, list(env.stages), robot_type=getattr(env, "robot_type", "so101_follower"))
     start = writer.num_episodes
     todo = max(episodes - start, 0)
     successes: list[bool] = []

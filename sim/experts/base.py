@@ -210,6 +210,9 @@ class ScriptedExpert:
 def make_expert(task: str, quality: ExpertQuality | None = None, seed: int = 0) -> ScriptedExpert:
     import sim.experts.tasks  # noqa: F401  (registers the experts)
 
+    if task.startswith("maniskill/"):
+        import sim.maniskill.experts  # noqa: F401  (the ManiSkill tasks' experts)
+
     if task not in EXPERTS:
         raise ValueError(f"task: no scripted expert for {task!r}; expected one of {sorted(EXPERTS)}")
     phases, drop = EXPERTS[task]()

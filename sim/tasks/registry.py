@@ -22,9 +22,15 @@ def register_task(name: str):
 
 
 def make_env(task: str, **kwargs: Any) -> SO101TaskEnv:
-    """Build a task env by name; kwargs are :class:`EnvConfig` fields."""
+    """Build a task env by name; kwargs are :class:`EnvConfig` fields. ``maniskill/<EnvId>``
+    names a ManiSkill 3 task (``sim.maniskill``; its kwargs are ``MSConfig`` fields)."""
     import sim.tasks  # noqa: F401  (the task modules are imported by the package)
+    from sim.maniskill import PREFIX
 
+    if task.startswith(PREFIX):  # ManiSkill 3 tasks, through the adapter (optional extra)
+        from sim.maniskill.tasks import ManiSkillTaskEnv
+
+        return ManiSkillTaskEnv(task, **kwargs)
     if task not in TASKS:
         raise ValueError(f"task: unknown task {task!r}; expected one of {sorted(TASKS)}")
     return TASKS[task](**kwargs)

@@ -1,0 +1,117 @@
+"""ManiSkill 3 adapters: seeded resets, info fields, the experts, a collect round trip, and the
+message a user gets when SAPIEN finds no Vulkan device. Runs on the CPU (physx_cpu, lavapipe)."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+if os.environ.get("ROBO_REWARD_MANISKILL") == "0":  # setup.sh was told to skip the extra
+    pytest.skip("ManiSkill extra not installed (ROBO_REWARD_MANISKILL=0)", allow_module_level=True)
+
+from sim.maniskill import ManiSkillUnavailable, task_names  # noqa: E402
+from sim.tasks import make_env  # noqa: E402
+
+TASKS = task_names()
+INFO_KEYS = {"success", "is_success", "stage", "stage_name", "progress", "normalized_dense_reward"}
+
+
+@pytest.fixture(scope="module", params=TASKS)
+def state_env(request):
+    env = make_env(request.param, cameras=())
+    yield env
+    env.close()
+
+
+def test_seeded_reset_and_info_fields(state_env):
+    a, info = state_env.reset(seed=3)
+    b, _ = state_env.reset(seed=3)
+    c, _ = state_env.reset(seed=4)
+    np.testing.assert_array_equal(a["environment_state"], b["environment_state"])
+    assert not np.allclose(a["environment_state"], c["environment_state"])
+    assert INFO_KEYS <= set(info) and info["stage"] == 0 and info["stage_name"] == state_env.stages[0]
+    obs, r, term, trunc, info = state_env.step(np.array([0.5, 0.0, -0.5, 1.0]))
+    assert INFO_KEYS <= set(info) and 0.0 <= info["progress"] <= 1.0 and 0.0 <= info["normalized_dense_reward"] <= 1.0
+    assert obs["agent_pos"].shape == state_env.observation_space["agent_pos"].shape
+    assert obs["environment_state"].shape == (state_env.env_state_dim,)
+
+
+def test_bad_actions_are_refused(state_env):
+    state_env.reset(seed=0)
+    with pytest.raises(ValueError, match="non-finite"):
+        state_env.step(np.array([np.nan, 0.0, 0.0, 1.0]))
+    with pytest.raises(ValueError, match=r"outside \[-1, 1\]"):
+        state_env.step(np.array([2.0, 0.0, 0.0, 1.0]))
+    with pytest.raises(ValueError, match="shape"):
+        state_env.step(np.zeros(7))
+
+
+def test_ee_delta_moves_the_tcp_like_the_mujoco_tasks():
+    env = make_env("maniskill/PickCube-v1", cameras=())
+    env.reset(seed=0)
+    p0 = env.tcp_pos
+    for _ in range(5):
+        env.step(np.array([1.0, 0.0, 0.0, 1.0]))
+    moved = env.tcp_pos - p0
+    env.close()
+    # 2 cm per unit and step, as in sim/tasks: five full steps move the TCP ~10 cm along +x only
+    assert 0.06 < moved[0] < 0.12 and abs(moved[1]) < 0.01 and abs(moved[2]) < 0.01
+
+
+def test_cameras_are_named_like_the_mujoco_tasks():
+    env = make_env("maniskill/PickCube-v1", cameras=("front", "side", "wrist"), width=64, height=64)
+    obs, _ = env.reset(seed=1)
+    env.close()
+    assert set(obs["pixels"]) == {"front", "side", "wrist"}
+    for img in obs["pixels"].values():
+        assert img.shape == (64, 64, 3) and img.dtype == np.uint8 and img.std() > 3  # a real image
+    assert not np.array_equal(obs["pixels"]["front"], obs["pixels"]["wrist"])
+
+
+@pytest.mark.parametrize("task", ["maniskill/PickCube-v1", "maniskill/StackCube-v1"])
+def test_clean_expert_succeeds(task):
+    from sim.experts import make_expert
+
+    env = make_env(task, cameras=())
+    wins = 0
+    for seed in range(2):
+        env.reset(seed=seed)
+        expert = make_expert(task, seed=seed)
+        stages = []
+        for _ in range(env.horizon):
+            _, _, term, trunc, info = env.step(expert.act(env))
+            stages.append(info["stage"])
+            if term or trunc:
+                break
+        wins += info["success"]
+        assert max(stages) == len(env.stages) - 1  # it went through every stage
+    env.close()
+    assert wins == 2
+
+
+def test_collect_round_trip(tmp_path):
+    from robo_reward.data.lerobot_io import load_episode_meta, open_dataset
+    from sim.collect import collect
+
+    out = tmp_path / "ms"
+    r = collect("maniskill/PickCube-v1", 2, "clean", out, seed=0, cameras=("front", "wrist"), progress=False)
+    assert r.added == 2 and r.success_rate == 1.0
+    ds = open_dataset(out, video_backend="pyav")
+    assert ds.meta.total_episodes == 2 and ds.meta.robot_type == "panda_wristcam"
+    assert ds.features["observation.state"]["shape"] == (9,)
+    item = ds[5]
+    assert item["observation.images.front"].shape == (3, 64, 64)
+    metas = load_episode_meta(out)
+    assert all(m.subtask_names == ["reach", "grasp", "move"] and m.success for m in metas.values())
+
+
+def test_missing_vulkan_says_what_to_install():
+    code = ("from sim.maniskill import require_maniskill, ManiSkillUnavailable\n"
+            "try:\n    require_maniskill()\nexcept ManiSkillUnavailable as e:\n    print('MSG', e)\n")
+    env = {**os.environ, "VK_ICD_FILENAMES": "/nonexistent/icd.json", "VK_DRIVER_FILES": "/nonexistent/icd.json"}
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert "MSG" in p.stdout, p.stdout + p.stderr
+    assert "mesa-vulkan-drivers" in p.stdout and "bookworm-backports" in p.stdout
+    assert issubclass(ManiSkillUnavailable, ImportError)
