@@ -12,6 +12,7 @@ One env at a time here (``physx_cpu``); with CUDA, ``sim_backend="physx_cuda"`` 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -189,13 +190,15 @@ class ManiSkillTaskEnv(gym.Env):
         if backend == "auto":
             backend = "physx_cuda" if torch.cuda.is_available() else "physx_cpu"
         self.sim_backend = backend
-        self._env = gym.make(
-            _with_our_cameras(env_id), obs_mode="rgb" if cfg.cameras else "state_dict",
-            control_mode="pd_ee_delta_pose", robot_uids="panda_wristcam", sim_backend=backend,
-            render_backend="gpu" if backend == "physx_cuda" else "cpu",
-            sensor_configs=dict(width=cfg.width, height=cfg.height), max_episode_steps=10**9,
-            num_envs=1,
-        )
+        # panda_wristcam is the Panda plus a wrist camera; ManiSkill warns it is "not supported" by
+        # tasks that list only "panda". Silence that one spurious warning while making the env.
+        ms_log = logging.getLogger("mani_skill")
+        level = ms_log.level
+        ms_log.setLevel(logging.ERROR)
+        try:
+            self._env = self._make(env_id, cfg, backend)
+        finally:
+            ms_log.setLevel(level)
         self.unwrapped_ms = self._env.unwrapped
         self.action_space = spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32)
         self.render_seconds = 0.0
@@ -214,6 +217,16 @@ class ManiSkillTaskEnv(gym.Env):
                                                 for c in cfg.cameras})
         self.observation_space = spaces.Dict(obs_spaces)
         self.state_names = tuple(f"{j.name}.pos" for j in self.unwrapped_ms.agent.robot.get_active_joints())
+
+    @staticmethod
+    def _make(env_id: str, cfg: MSConfig, backend: str):
+        return gym.make(
+            _with_our_cameras(env_id), obs_mode="rgb" if cfg.cameras else "state_dict",
+            control_mode="pd_ee_delta_pose", robot_uids="panda_wristcam", sim_backend=backend,
+            render_backend="gpu" if backend == "physx_cuda" else "cpu",
+            sensor_configs=dict(width=cfg.width, height=cfg.height), max_episode_steps=10**9,
+            num_envs=1,
+        )
 
     # ---- queries the experts and ground truth use ------------------------------------------
     @property
