@@ -45,7 +45,7 @@ def main() -> None:
         results[task] = {"seeds": args.seeds, "successes": ok, "success_rate": ok / args.seeds,
                          "failed_seeds": failed, "mean_steps": sum(lengths) / len(lengths),
                          "wall_s": round(time.time() - t0, 1)}
-        print(f"{task:<11} {ok}/{args.seeds} = {ok / args.seeds:.0%}  (mean {results[task]['mean_steps']:.0f} steps)")
+        print(f"{task:<22} {ok}/{args.seeds} = {ok / args.seeds:.0%}  (mean {results[task]['mean_steps']:.0f} steps)")
         env.close()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=2))
