@@ -252,9 +252,14 @@ class RLObservation(gym.ObservationWrapper):
         self.include_progress = include_progress
         base = env.unwrapped
         self.keep_pixels = bool(base.config.cameras)
-        dim = policy_state(np.zeros(6), np.zeros(3), np.zeros(base.env_state_dim)).shape[0]
+        # another robot (ManiSkill's Panda) brings its own joint scaling: ``policy_joints``
+        self._joints = getattr(base, "policy_joints", None)
+        q0 = np.zeros(env.observation_space["agent_pos"].shape)
+        probe = policy_observation(q0, np.zeros(3), np.zeros(base.env_state_dim), None,
+                                   self._joints(q0) if self._joints else None)
+        dim, dim_p = probe["state"].shape[0], probe["proprio"].shape[0]
         spaces_: dict[str, gym.Space] = {"state": gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32),
-                                         "proprio": gym.spaces.Box(-np.inf, np.inf, (PROPRIO_DIM,), np.float32)}
+                                         "proprio": gym.spaces.Box(-np.inf, np.inf, (dim_p,), np.float32)}
         if self.keep_pixels:
             for c, sp in env.observation_space["pixels"].items():
                 spaces_[f"pixels.{c}"] = sp
@@ -276,13 +281,11 @@ class RLObservation(gym.ObservationWrapper):
     def observation(self, obs):
         base = self.env.unwrapped
         out = policy_observation(obs["agent_pos"], base.tcp_pos, obs["environment_state"],
-                                 obs["pixels"] if self.keep_pixels else None)
+                                 obs["pixels"] if self.keep_pixels else None,
+                                 self._joints(obs["agent_pos"]) if self._joints else None)
         if self.include_progress:
             out["progress"] = np.array([self._last_progress], dtype=np.float32)
         return out
-
-
-PROPRIO_DIM = 9
 
 
 def proprio_state(agent_pos: np.ndarray, tcp: np.ndarray) -> np.ndarray:
@@ -294,23 +297,31 @@ def proprio_state(agent_pos: np.ndarray, tcp: np.ndarray) -> np.ndarray:
 
 
 def policy_observation(agent_pos: np.ndarray, tcp: np.ndarray, env_state: np.ndarray | None = None,
-                       pixels: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+                       pixels: dict[str, np.ndarray] | None = None,
+                       joints: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """The one observation every policy here reads, built the same way in sim (:class:`RLObservation`)
     and on a robot (``real.deploy``): ``proprio``, ``state`` (only where the object and goal
-    positions are known: sim, or a robot with privileged state) and ``pixels.<camera>``."""
-    out = {"proprio": proprio_state(agent_pos, tcp)}
+    positions are known: sim, or a robot with privileged state) and ``pixels.<camera>``.
+    ``joints``: a non-SO-101 robot's own scaled joints (see :func:`policy_state`)."""
+    if joints is None:
+        out = {"proprio": proprio_state(agent_pos, tcp)}
+    else:
+        out = {"proprio": np.concatenate([joints, np.asarray(tcp) * 10.0]).astype(np.float32)}
     if env_state is not None:
-        out["state"] = policy_state(agent_pos, tcp, env_state)
+        out["state"] = policy_state(agent_pos, tcp, env_state, joints)
     for c, img in (pixels or {}).items():
         out[f"pixels.{c}"] = img
     return out
 
 
-def policy_state(agent_pos: np.ndarray, tcp: np.ndarray, env_state: np.ndarray) -> np.ndarray:
+def policy_state(agent_pos: np.ndarray, tcp: np.ndarray, env_state: np.ndarray,
+                 joints: np.ndarray | None = None) -> np.ndarray:
     """Low-dimensional policy input: joints (arm radians, gripper 0..1), TCP xyz (dm), object and
-    goal positions (dm) and the object-minus-TCP vector (dm). Used by online RL and by demos."""
+    goal positions (dm) and the object-minus-TCP vector (dm). Used by online RL and by demos.
+    ``joints`` overrides the SO-101 conversion for another robot (its env's ``policy_joints``)."""
     agent_pos = np.asarray(agent_pos, dtype=np.float64)
-    joints = np.append(np.radians(agent_pos[:5]), agent_pos[5] / 100.0)
+    if joints is None:
+        joints = np.append(np.radians(agent_pos[:5]), agent_pos[5] / 100.0)
     tcp = np.asarray(tcp, dtype=np.float64) * 10.0
     env_state = np.asarray(env_state, dtype=np.float64) * 10.0
     rel = env_state[:3] - tcp if env_state.size >= 3 else np.zeros(3)

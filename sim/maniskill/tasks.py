@@ -249,6 +249,12 @@ class ManiSkillTaskEnv(gym.Env):
         q = _np(self.unwrapped_ms.agent.robot.get_qpos())
         return float(np.clip(q[-2:].sum() / 0.08, 0.0, 1.0))
 
+    @staticmethod
+    def policy_joints(agent_pos: np.ndarray) -> np.ndarray:
+        """Policy-input joints of order one: the arm in radians, the fingers (m) x 10."""
+        q = np.asarray(agent_pos, dtype=np.float64)
+        return np.concatenate([q[..., :-2], q[..., -2:] * 10.0])
+
     def joint_positions(self) -> np.ndarray:
         return _np(self.unwrapped_ms.agent.robot.get_qpos()).astype(np.float32)
 
