@@ -118,3 +118,22 @@ def test_missing_vulkan_says_what_to_install():
     assert "MSG" in p.stdout, p.stdout + p.stderr
     assert "mesa-vulkan-drivers" in p.stdout and "bookworm-backports" in p.stdout
     assert issubclass(ManiSkillUnavailable, ImportError)
+
+
+def test_rl_accepts_maniskill_tasks(tmp_path):
+    import json
+
+    from robo_reward.cli import main
+    from robo_reward.shaping import RLObservation
+
+    env = RLObservation(make_env("maniskill/PickCube-v1", cameras=()))
+    obs, _ = env.reset(seed=0)
+    # Panda: 7 arm joints + 2 fingers, TCP, cube and goal, cube - TCP
+    assert obs["state"].shape == (9 + 3 + 6 + 3,) and np.all(np.isfinite(obs["state"]))
+    env.close()
+    out = tmp_path / "rl"
+    assert main(["rl", "--task=maniskill/PickCube-v1", "--reward=dense", "--steps=60", "--num-envs=1",
+                 "--learning-starts=20", "--eval-every=60", "--eval-episodes=1", "--max-episode-steps=30",
+                 f"--out={out}", "--wandb=false", "--progress-bar=false"]) == 0
+    hist = json.loads((out / "eval.json").read_text())
+    assert hist[-1]["env_steps"] >= 60 and (out / "policy.zip").is_file()
