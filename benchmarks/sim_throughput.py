@@ -24,38 +24,30 @@ from sim.tasks import TASKS, make_env  # noqa: E402
 SETTINGS = {"0cam": (), "1cam": ("front",), "3cam": ("front", "side", "wrist")}
 
 
-def steps_per_second(task: str, cameras, size: int, profile: str, steps: int) -> float:
+def steps_per_second(task: str, cameras, size: int, profile: str, steps: int, expert: bool = True) -> float:
+    """Env steps/s driven by the task's scripted expert, or by random ee_delta actions
+    (``expert=False``: ManiSkill, where not every task has an expert)."""
     kw = {} if task.startswith("maniskill/") else {"visual_profile": profile}
     env = make_env(task, cameras=cameras, width=size, height=size, **kw)
-    env.reset(seed=0)
-    expert = make_expert(task, seed=0)
-    n, seed = 0, 0
-    t0 = time.perf_counter()
-    while n < steps:
-        *_, terminated, truncated, _ = env.step(expert.act(env))
-        n += 1
-        if terminated or truncated:
-            seed += 1
-            env.reset(seed=seed)
-            expert = make_expert(task, seed=seed)
-    rate = n / (time.perf_counter() - t0)
-    env.close()
-    return rate
-
-
-def ms_steps_per_second(cls, task: str, cameras, size: int, steps: int) -> float:
-    """ManiSkill: random ee_delta actions (an expert exists only for some tasks)."""
-    env = cls(task, cameras=cameras, width=size, height=size)
-    env.reset(seed=0)
     rng = np.random.default_rng(0)
+
+    def actor(seed: int):
+        if expert:
+            ex = make_expert(task, seed=seed)
+            return lambda: ex.act(env)
+        return lambda: rng.uniform(-1, 1, 4)
+
+    env.reset(seed=0)
+    act = actor(0)
     n, seed = 0, 0
     t0 = time.perf_counter()
     while n < steps:
-        *_, terminated, truncated, _ = env.step(rng.uniform(-1, 1, 4))
+        *_, terminated, truncated, _ = env.step(act())
         n += 1
         if terminated or truncated:
             seed += 1
             env.reset(seed=seed)
+            act = actor(seed)
     rate = n / (time.perf_counter() - t0)
     env.close()
     return rate
@@ -79,12 +71,10 @@ def main() -> None:
         print(task, results["tasks"][task])
     results["mean_3cam_fast"] = round(float(np.mean([v["3cam"] for v in results["tasks"].values()])), 1)
     if args.maniskill:
-        from sim.maniskill.tasks import ManiSkillTaskEnv
-
         results["maniskill"] = {"sim_backend": "physx_cpu", "render": "SAPIEN on the CPU (Mesa lavapipe)", "tasks": {}}
         for env_id in args.maniskill.split(","):
             task = f"maniskill/{env_id}"
-            r = {name: round(ms_steps_per_second(ManiSkillTaskEnv, task, cams, args.size, args.maniskill_steps), 1)
+            r = {name: round(steps_per_second(task, cams, args.size, "fast", args.maniskill_steps, expert=False), 1)
                  for name, cams in SETTINGS.items()}
             results["maniskill"]["tasks"][task] = r
             print(task, r)

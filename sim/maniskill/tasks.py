@@ -79,31 +79,33 @@ def _frac(d: float, d0: float) -> float:
 
 
 # ---- per-task ground truth ----------------------------------------------------------------------
+def _reach_or_grasp(env: ManiSkillTaskEnv, body: str, near: float = 0.025) -> TaskEval:
+    """The first two stages of every task: reach ``body`` (distance closed), then close on it."""
+    d = np.linalg.norm(env.tcp_pos - env.body_pos(body))
+    if d < near:
+        return _stage_progress(1, 1.0 - env.gripper_opening)
+    return _stage_progress(0, _frac(d, env.start["reach_dist"]))
+
+
 def _pick_cube_eval(env: ManiSkillTaskEnv) -> TaskEval:
     info = env.last_ms_info
     if bool(info.get("success", False)):
         return TaskEval(True, 2, 1.0)
-    cube, goal, tcp = env.body_pos("cube"), env.goal_pos, env.tcp_pos
     if env.is_grasped("cube"):
-        return _stage_progress(2, _frac(np.linalg.norm(goal - cube), env.start["goal_dist"]))
-    if np.linalg.norm(tcp - cube) < 0.025:
-        return _stage_progress(1, 1.0 - env.gripper_opening)
-    return _stage_progress(0, _frac(np.linalg.norm(tcp - cube), env.start["reach_dist"]))
+        return _stage_progress(2, _frac(np.linalg.norm(env.goal_pos - env.body_pos("cube")), env.start["goal_dist"]))
+    return _reach_or_grasp(env, "cube")
 
 
 def _stack_cube_eval(env: ManiSkillTaskEnv) -> TaskEval:
     info = env.last_ms_info
     if bool(info.get("success", False)):
         return TaskEval(True, 3, 1.0)
-    a, b, tcp = env.body_pos("cubeA"), env.body_pos("cubeB"), env.tcp_pos
     if bool(info.get("is_cubeA_on_cubeB", False)):
         return _stage_progress(3, env.gripper_opening)
     if env.is_grasped("cubeA"):
-        top = b + np.array([0.0, 0.0, 0.04])
-        return _stage_progress(2, _frac(np.linalg.norm(a - top), env.start["stack_dist"]))
-    if np.linalg.norm(tcp - a) < 0.025:
-        return _stage_progress(1, 1.0 - env.gripper_opening)
-    return _stage_progress(0, _frac(np.linalg.norm(tcp - a), env.start["reach_dist"]))
+        top = env.body_pos("cubeB") + np.array([0.0, 0.0, 0.04])
+        return _stage_progress(2, _frac(np.linalg.norm(env.body_pos("cubeA") - top), env.start["stack_dist"]))
+    return _reach_or_grasp(env, "cubeA")
 
 
 def _peg_eval(env: ManiSkillTaskEnv) -> TaskEval:
@@ -111,16 +113,13 @@ def _peg_eval(env: ManiSkillTaskEnv) -> TaskEval:
     info = env.last_ms_info
     if bool(info.get("success", False)):
         return TaskEval(True, 3, 1.0)
-    peg, tcp = env.body_pos("peg"), env.tcp_pos
     if env.is_grasped("peg"):
         head = _np((u.goal_pose.inv() * u.peg_head_pose).p)
         yz = float(np.linalg.norm(head[1:]))
         if yz < 0.01:  # lined up with the hole: the rest is pushing in along x
-            return _stage_progress(3, _frac(max(head[0], 0.0), env.start["insert_depth"]))
+            return _stage_progress(3, _frac(abs(head[0]), env.start["insert_depth"]))
         return _stage_progress(2, _frac(yz, env.start["align_dist"]))
-    if np.linalg.norm(tcp - peg) < 0.03:
-        return _stage_progress(1, 1.0 - env.gripper_opening)
-    return _stage_progress(0, _frac(np.linalg.norm(tcp - peg), env.start["reach_dist"]))
+    return _reach_or_grasp(env, "peg", near=0.03)
 
 
 SPECS: dict[str, TaskSpec] = {
