@@ -204,8 +204,8 @@ class Deployment:
                              "(train-bc --obs=images), or on mujoco_so101 pass --robot.privileged_state=true")
 
     # ---- one observation ---------------------------------------------------------------------
-    def observe(self) -> tuple[dict[str, Any], np.ndarray, dict[str, np.ndarray]]:
-        """Robot observation -> (policy observation, measured joints, raw camera frames)."""
+    def observe(self) -> tuple[dict[str, Any], np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+        """Robot observation -> (policy observation, measured joints, TCP by FK, raw camera frames)."""
         from robo_reward.shaping import policy_observation
 
         raw = self.robot.get_observation()
@@ -215,7 +215,7 @@ class Deployment:
         pixels = {c: _resize(frames[c], self.image_size) for c in self.robot_cameras}
         env_state = np.asarray(raw["environment_state"], np.float32) if self.has_env_state else None
         self._env_state = env_state
-        return policy_observation(joints, tcp, env_state, pixels), joints, frames
+        return policy_observation(joints, tcp, env_state, pixels), joints, tcp, frames
 
     def hold(self) -> None:
         """Command the measured position (stop moving); errors are logged, never raised."""
@@ -233,7 +233,7 @@ class Deployment:
         from robo_reward.shaping import batch_obs
 
         try:
-            obs, joints, raw_frames = self.observe()
+            obs, joints, tcp, raw_frames = self.observe()
         except TimeoutError as e:
             logger.error("stale camera frame: %s", e)
             raise _Stop(StopReason.STALE_FRAME) from None
@@ -249,7 +249,7 @@ class Deployment:
                 raise _Stop(StopReason.REWARD_NAN)
         # the ground truth of the state this frame shows (sim only), as `collect` records it
         gt = self.robot.ground_truth() if self.sim else None
-        return {"obs": obs, "joints": joints, "frames": raw_frames, "phi": phi, "stage": stage, "gt": gt,
+        return {"obs": obs, "joints": joints, "tcp": tcp, "frames": raw_frames, "phi": phi, "stage": stage, "gt": gt,
                 "env_state": self._env_state}
 
     def _act(self, s: dict[str, Any], last_arm: np.ndarray | None, t: int) -> tuple[np.ndarray, dict[str, float]]:
@@ -262,7 +262,7 @@ class Deployment:
         joints = s["joints"]
         if last_arm is None:
             last_arm = np.radians(joints[:5].astype(np.float64))
-        target = self.controller.joint_targets(joints, self.safety.tcp(joints), last_arm, a)
+        target = self.controller.joint_targets(s["tcp"], last_arm, a)
         safe = self.safety.filter(target, joints)
         return a, dict(zip(self.keys, safe.tolist(), strict=True))
 

@@ -186,14 +186,11 @@ def tcp_from_joints(env, agent_pos: np.ndarray) -> np.ndarray:
     """TCP positions (N, 3) for measured joints (N, 6) in LeRobot units, by forward kinematics."""
     import mujoco
 
+    from sim.robot import forward_tcp
+
     base = env.unwrapped
     data = mujoco.MjData(base.model)
-    out = np.empty((len(agent_pos), 3))
-    for i, q in enumerate(np.asarray(agent_pos, dtype=np.float64)):
-        data.qpos[base._arm_qadr] = np.radians(q[:5])
-        mujoco.mj_kinematics(base.model, data)
-        out[i] = data.site_xpos[base._tcp_sid]
-    return out
+    return np.stack([forward_tcp(base.model, data, q) for q in np.asarray(agent_pos, dtype=np.float64)])
 
 
 # ---- demonstrations --------------------------------------------------------------------------

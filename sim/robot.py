@@ -141,8 +141,7 @@ class EEDeltaController:
         """Gripper command in LeRobot units (0 closed .. 100 open) from the action's last entry."""
         return float(100.0 * (np.clip(action[3], -1.0, 1.0) + 1.0) / 2.0)
 
-    def joint_targets(self, measured: np.ndarray, tcp: np.ndarray, last_arm_cmd: np.ndarray,
-                      action: np.ndarray) -> np.ndarray:
+    def joint_targets(self, tcp: np.ndarray, last_arm_cmd: np.ndarray, action: np.ndarray) -> np.ndarray:
         """``<joint>.pos`` targets in LeRobot units (arm degrees, gripper 0..100), shape (6,)."""
         q, _ = self.arm_target(tcp, last_arm_cmd, action)
         return np.append(np.degrees(q), self.gripper_target(action))

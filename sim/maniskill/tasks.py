@@ -280,6 +280,7 @@ class ManiSkillTaskEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         obs, info = self._env.reset(seed=seed, options=options)
+        self._ms_info = info
         self.last_ms_info = self._scalars(info)
         self._steps = 0
         self.start = self._start_distances()
@@ -319,6 +320,7 @@ class ManiSkillTaskEnv(gym.Env):
         ms_action[:3] = a[:3] * scale
         ms_action[6] = a[3]
         obs, _, _, _, info = self._env.step(ms_action[None])
+        self._ms_info = info  # ManiSkill's own evaluate(), reused for its dense reward below
         self.last_ms_info = self._scalars(info)
         self._steps += 1
         ev = self.evaluate()
@@ -341,14 +343,10 @@ class ManiSkillTaskEnv(gym.Env):
     def _info(self, ev: TaskEval) -> dict[str, Any]:
         n = len(self.stages)
         progress = 1.0 if ev.success else min((ev.stage + ev.stage_progress) / n, 0.999)
-        dense = self.unwrapped_ms.compute_normalized_dense_reward(obs=None, action=None,
-                                                                   info=self._env_info_tensors())
+        dense = self.unwrapped_ms.compute_normalized_dense_reward(obs=None, action=None, info=self._ms_info)
         return {"success": bool(ev.success), "stage": int(ev.stage), "stage_name": self.stages[ev.stage],
                 "progress": float(progress), "is_success": bool(ev.success),
                 "normalized_dense_reward": float(_np(dense)[0])}
-
-    def _env_info_tensors(self) -> dict[str, Any]:
-        return self.unwrapped_ms.evaluate()
 
     def _observation(self, obs: dict) -> dict[str, Any]:
         out: dict[str, Any] = {"agent_pos": self.joint_positions(),

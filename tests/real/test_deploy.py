@@ -91,7 +91,7 @@ def test_policy_sees_the_same_observation_in_sim_and_on_the_robot(state_policy, 
     robot.connect()
     try:
         robot.reset_episode(5)
-        robot_obs, _, _ = dep.observe()
+        robot_obs, _, _, _ = dep.observe()
     finally:
         robot.disconnect()
         env.close()
