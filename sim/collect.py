@@ -78,8 +78,9 @@ def collect(task: str, episodes: int, quality: str, out: str | Path, seed: int =
     mix = QualityMix(quality)
     env = make_env(task, cameras=tuple(cameras), width=width, height=height)
     fps = env.metadata["render_fps"]
+    ee_names = list(getattr(env, "action_names", ("dx", "dy", "dz", "gripper")))  # ManiSkill peg adds dyaw
     extra = {
-        "action.ee_delta": {"dtype": "float32", "shape": (4,), "names": ["dx", "dy", "dz", "gripper"]},
+        "action.ee_delta": {"dtype": "float32", "shape": (len(ee_names),), "names": ee_names},
         "observation.environment_state": {"dtype": "float32", "shape": (env.env_state_dim,), "names": None},
         "gt.stage": {"dtype": "int64", "shape": (1,), "names": None},
         "gt.progress": {"dtype": "float32", "shape": (1,), "names": None},

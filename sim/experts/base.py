@@ -90,6 +90,16 @@ class Phase:
     abort: Callable[[SO101TaskEnv], bool] | None = None
     """Recovery: when this returns True the expert goes back to phase ``restart``."""
     restart: str = ""
+    yaw: Callable[[SO101TaskEnv], float] | None = None
+    """Envs whose action has ``dyaw``: how far (rad, counter-clockwise) the TCP still has to turn.
+    The phase ends when both the position and this are within tolerance."""
+    yaw_tol: float = 0.02
+    gain: float = 1.0
+    """Action per unit of position error (in ee_step units); above 1 it beats an arm that sags
+    short of small targets under a load."""
+    straight: bool = False
+    """Scale the whole step down to ``speed`` (keeping its direction) instead of clipping each axis:
+    for moves that must stay on a line, like pushing a peg into a hole."""
 
 
 EXPERTS: dict[str, Callable[[], list[Phase]]] = {}
@@ -153,6 +163,16 @@ class ScriptedExpert:
             self._detour_point = env.tcp_pos + np.array([0.0, side * 0.06, 0.03])
 
     def act(self, env: SO101TaskEnv) -> np.ndarray:
+        a = self._act(env)
+        if "dyaw" not in getattr(env, "action_names", ()):
+            return a
+        ph = self.phase
+        turn = 0.0
+        if not self.done and self.pause == 0 and ph.yaw is not None:
+            turn = float(np.clip(ph.yaw(env) / env.yaw_step, -ph.speed, ph.speed))
+        return np.insert(a, 3, turn).astype(np.float32)
+
+    def _act(self, env: SO101TaskEnv) -> np.ndarray:
         grip = self.phase.gripper
         if self.done:
             return np.array([0.0, 0.0, 0.0, grip], dtype=np.float32)
@@ -191,13 +211,17 @@ class ScriptedExpert:
                     return np.array([0.0, 0.0, 0.0, self.phase.gripper], dtype=np.float32)
                 continue
             err = ph.target(env) - env.tcp_pos
-            if np.linalg.norm(err) < ph.tol or self.steps_in_phase >= ph.timeout:
+            turned = ph.yaw is None or abs(ph.yaw(env)) < ph.yaw_tol
+            if (np.linalg.norm(err) < ph.tol and turned) or self.steps_in_phase >= ph.timeout:
                 self._advance(env)
                 if self.done:
                     return np.array([0.0, 0.0, 0.0, self.phase.gripper], dtype=np.float32)
                 continue
             self.steps_in_phase += 1
-            delta = np.clip(err / env.config.ee_step, -ph.speed, ph.speed)
+            delta = ph.gain * err / env.config.ee_step
+            if ph.straight:
+                delta = delta * min(1.0, ph.speed / max(float(np.abs(delta).max()), 1e-9))
+            delta = np.clip(delta, -ph.speed, ph.speed)
             return self._noisy(delta, ph.gripper)
         return np.array([0.0, 0.0, 0.0, grip], dtype=np.float32)  # pragma: no cover
 

@@ -1,11 +1,12 @@
 """ManiSkill 3 tabletop tasks (Panda with a wrist camera) behind the MuJoCo tasks' env API.
 
 :class:`ManiSkillTaskEnv` gives what ``SO101TaskEnv`` gives: seeded ``reset``, ``ee_delta`` actions
-(dx, dy, dz, gripper) in [-1, 1] with 2 cm of TCP motion per unit, observations ``agent_pos``,
-``environment_state`` and ``pixels`` from cameras named ``front``, ``side`` and ``wrist``, and
-``info`` with ``success``, the ground-truth ``stage``/``stage_name``/``progress`` (from the task's
-``evaluate()`` signals and privileged state) plus ManiSkill's ``normalized_dense_reward``. It also
-offers the queries the scripted experts use (``tcp_pos``, ``body_pos``, ``is_grasped``).
+(dx, dy, dz, gripper) in [-1, 1] with 2 cm of TCP motion per unit and the gripper held pointing
+down (tasks that need it to turn, like PegInsertionSide, add ``dyaw``: up to 0.1 rad per unit,
+counter-clockwise seen from above), observations ``agent_pos``, ``environment_state`` and
+``pixels`` from cameras named ``front``, ``side`` and ``wrist``, and ``info`` with ``success``,
+the ground-truth ``stage``/``stage_name``/``progress`` (from the task's ``evaluate()`` signals and
+privileged state) plus ManiSkill's ``normalized_dense_reward``. It also offers the queries the scripted experts use (``tcp_pos``, ``tcp_yaw``, ``body_pos``, ``is_grasped``).
 
 One env at a time here (``physx_cpu``); with CUDA, ``sim_backend="physx_cuda"`` is chosen.
 """
@@ -26,8 +27,12 @@ from sim.maniskill import PREFIX, require_maniskill
 from sim.scene import CAMERAS
 from sim.tasks.base import TaskEval
 
-# pd_ee_delta_pose maps a normalized 1.0 to 0.1 m; our ee_delta unit is 2 cm
+# pd_ee_delta_pose maps a normalized 1.0 to 0.1 m and 0.1 rad; our ee_delta unit is 2 cm (and 0.1 rad)
 MS_POS_SCALE = 0.1
+MS_ROT_SCALE = 0.1
+YAW_STEP = 0.1
+EE_DELTA_NAMES = ("dx", "dy", "dz", "gripper")
+EE_DELTA_YAW_NAMES = ("dx", "dy", "dz", "dyaw", "gripper")
 WRIST_UID = "hand_camera"  # panda_wristcam's camera, exposed as "wrist"
 
 
@@ -64,10 +69,18 @@ class TaskSpec:
     state: Callable[[Any], np.ndarray]
     """Privileged environment state (object and goal positions) of the unwrapped env."""
     evaluate: Callable[[ManiSkillTaskEnv], TaskEval] = field(compare=False)
+    yaw: bool = False
+    """The task needs the gripper to turn about the vertical: the action gains ``dyaw``."""
 
 
 def _np(x) -> np.ndarray:
     return np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x, dtype=np.float64).reshape(-1)
+
+
+def _yaw(pose) -> float:
+    """Heading of a pose's x axis in the world xy plane (rad)."""
+    w, x, y, z = _np(pose.q)[:4]
+    return float(np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z)))
 
 
 def _stage_progress(stage: int, within: float) -> TaskEval:
@@ -135,7 +148,8 @@ SPECS: dict[str, TaskSpec] = {
         "PegInsertionSide-v1", "Insert the peg into the hole in the box from the side.",
         ("reach", "grasp", "align", "insert"), 200,
         {"peg": "peg", "box": "box"},
-        lambda u: np.concatenate([_np(u.peg.pose.p), _np(u.peg.pose.q), _np(u.box_hole_pose.p)]), _peg_eval),
+        lambda u: np.concatenate([_np(u.peg.pose.p), _np(u.peg.pose.q), _np(u.box_hole_pose.p), _np(u.box_hole_pose.q)]),
+        _peg_eval, yaw=True),
 }
 
 
@@ -199,7 +213,9 @@ class ManiSkillTaskEnv(gym.Env):
         finally:
             ms_log.setLevel(level)
         self.unwrapped_ms = self._env.unwrapped
-        self.action_space = spaces.Box(-1.0, 1.0, shape=(4,), dtype=np.float32)
+        self.yaw_step = YAW_STEP
+        self.action_names = EE_DELTA_YAW_NAMES if self.spec_.yaw else EE_DELTA_NAMES
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(len(self.action_names),), dtype=np.float32)
         self.render_seconds = 0.0
         self.last_ms_info: dict[str, Any] = {}
         self.start: dict[str, float] = {}
@@ -232,8 +248,17 @@ class ManiSkillTaskEnv(gym.Env):
     def tcp_pos(self) -> np.ndarray:
         return _np(self.unwrapped_ms.agent.tcp.pose.p)
 
+    @property
+    def tcp_yaw(self) -> float:
+        """Heading (rad) of the TCP's x axis in the world xy plane."""
+        return _yaw(self.unwrapped_ms.agent.tcp.pose)
+
     def body_pos(self, name: str) -> np.ndarray:
         return _np(getattr(self.unwrapped_ms, self.spec_.bodies[name]).pose.p)
+
+    def body_yaw(self, name: str) -> float:
+        """Heading (rad) of a body's x axis in the world xy plane."""
+        return _yaw(getattr(self.unwrapped_ms, self.spec_.bodies[name]).pose)
 
     @property
     def goal_pos(self) -> np.ndarray:
@@ -304,8 +329,9 @@ class ManiSkillTaskEnv(gym.Env):
 
     def validate_action(self, action: Any) -> np.ndarray:
         a = np.asarray(action, dtype=np.float64)
-        if a.shape != (4,):
-            raise ValueError(f"action: shape {a.shape}, expected (4,) (ee_delta: dx, dy, dz, gripper)")
+        n = len(self.action_names)
+        if a.shape != (n,):
+            raise ValueError(f"action: shape {a.shape}, expected ({n},) (ee_delta: {', '.join(self.action_names)})")
         if not np.all(np.isfinite(a)):
             raise ValueError(f"action: non-finite values {a.tolist()}")
         bad = np.flatnonzero(np.abs(a) > 1 + 1e-6)
@@ -318,7 +344,13 @@ class ManiSkillTaskEnv(gym.Env):
         scale = self.config.ee_step / MS_POS_SCALE
         ms_action = np.zeros(7, dtype=np.float32)
         ms_action[:3] = a[:3] * scale
-        ms_action[6] = a[3]
+        # Rotation, as a world-frame rotation vector: hold the gripper pointing straight down (as the
+        # SO-101 IK does; pd_ee_delta_pose alone lets it droop under a load) and turn by dyaw.
+        turn = self._tilt_correction()
+        if self.spec_.yaw:
+            turn[2] += a[3] * YAW_STEP
+        ms_action[3:6] = np.clip(-turn / MS_ROT_SCALE, -1.0, 1.0)  # the controller's rotation is sign-flipped
+        ms_action[6] = a[-1]
         obs, _, _, _, info = self._env.step(ms_action[None])
         self._ms_info = info  # ManiSkill's own evaluate(), reused for its dense reward below
         self.last_ms_info = self._scalars(info)
@@ -328,6 +360,15 @@ class ManiSkillTaskEnv(gym.Env):
         truncated = self._steps >= self.horizon and not terminated
         out = self._info(ev)
         return self._observation(obs), float(ev.success), terminated, truncated, out
+
+    def _tilt_correction(self) -> np.ndarray:
+        """World rotation vector that brings the TCP's z axis back to pointing straight down."""
+        z = self.unwrapped_ms.agent.tcp.pose.to_transformation_matrix()[0, :3, 2].cpu().numpy().astype(np.float64)
+        axis = np.cross(z, [0.0, 0.0, -1.0])
+        s = float(np.linalg.norm(axis))
+        if s < 1e-9:
+            return np.zeros(3)
+        return axis / s * float(np.arctan2(s, -z[2]))
 
     @staticmethod
     def _scalars(info: dict) -> dict[str, Any]:

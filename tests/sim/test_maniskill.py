@@ -20,6 +20,13 @@ TASKS = task_names()
 INFO_KEYS = {"success", "is_success", "stage", "stage_name", "progress", "normalized_dense_reward"}
 
 
+def action(env, dx=0.0, dy=0.0, dz=0.0, gripper=1.0) -> np.ndarray:
+    """An ee_delta action for ``env`` (PegInsertionSide adds dyaw, left at 0 here)."""
+    a = np.zeros(len(env.action_names))
+    a[:3], a[-1] = (dx, dy, dz), gripper
+    return a
+
+
 @pytest.fixture(scope="module", params=TASKS)
 def state_env(request):
     env = make_env(request.param, cameras=())
@@ -34,7 +41,7 @@ def test_seeded_reset_and_info_fields(state_env):
     np.testing.assert_array_equal(a["environment_state"], b["environment_state"])
     assert not np.allclose(a["environment_state"], c["environment_state"])
     assert INFO_KEYS <= set(info) and info["stage"] == 0 and info["stage_name"] == state_env.stages[0]
-    obs, r, term, trunc, info = state_env.step(np.array([0.5, 0.0, -0.5, 1.0]))
+    obs, r, term, trunc, info = state_env.step(action(state_env, dx=0.5, dz=-0.5))
     assert INFO_KEYS <= set(info) and 0.0 <= info["progress"] <= 1.0 and 0.0 <= info["normalized_dense_reward"] <= 1.0
     assert obs["agent_pos"].shape == state_env.observation_space["agent_pos"].shape
     assert obs["environment_state"].shape == (state_env.env_state_dim,)
@@ -43,9 +50,9 @@ def test_seeded_reset_and_info_fields(state_env):
 def test_bad_actions_are_refused(state_env):
     state_env.reset(seed=0)
     with pytest.raises(ValueError, match="non-finite"):
-        state_env.step(np.array([np.nan, 0.0, 0.0, 1.0]))
+        state_env.step(action(state_env, dx=np.nan))
     with pytest.raises(ValueError, match=r"outside \[-1, 1\]"):
-        state_env.step(np.array([2.0, 0.0, 0.0, 1.0]))
+        state_env.step(action(state_env, dx=2.0))
     with pytest.raises(ValueError, match="shape"):
         state_env.step(np.zeros(7))
 
@@ -73,7 +80,26 @@ def test_cameras_are_named_like_the_mujoco_tasks():
     assert not np.array_equal(obs["pixels"]["front"], obs["pixels"]["wrist"])
 
 
-@pytest.mark.parametrize("task", ["maniskill/PickCube-v1", "maniskill/StackCube-v1"])
+def test_peg_task_turns_the_gripper_and_keeps_it_pointing_down():
+    env = make_env("maniskill/PegInsertionSide-v1", cameras=())
+    assert env.action_names == ("dx", "dy", "dz", "dyaw", "gripper") and env.action_space.shape == (5,)
+    env.reset(seed=0)
+    yaw0 = env.tcp_yaw
+    for _ in range(5):
+        env.step(np.array([0.0, 0.0, 0.0, 1.0, 1.0]))
+    turned = env.tcp_yaw - yaw0
+    for _ in range(10):  # reach out and down: pd_ee_delta_pose alone lets the hand droop here
+        env.step(np.array([1.0, 0.0, -0.5, 0.0, 1.0]))
+    z_axis = env.unwrapped_ms.agent.tcp.pose.to_transformation_matrix()[0, :3, 2].numpy()
+    with pytest.raises(ValueError, match=r"expected \(5,\) \(ee_delta: dx, dy, dz, dyaw, gripper\)"):
+        env.step(np.zeros(4))
+    env.close()
+    assert 0.1 < turned <= 0.5 + 1e-3  # counter-clockwise, at most 0.1 rad per unit and step
+    assert z_axis[2] < -0.998  # within ~3.5 degrees of straight down
+
+
+@pytest.mark.parametrize("task", ["maniskill/PickCube-v1", "maniskill/StackCube-v1",
+                                  "maniskill/PegInsertionSide-v1"])
 def test_clean_expert_succeeds(task):
     from sim.experts import make_expert
 
@@ -108,6 +134,22 @@ def test_collect_round_trip(tmp_path):
     assert item["observation.images.front"].shape == (3, 64, 64)
     metas = load_episode_meta(out)
     assert all(m.subtask_names == ["reach", "grasp", "move"] and m.success for m in metas.values())
+
+
+def test_collect_peg_insertion_records_the_yaw_action(tmp_path):
+    from robo_reward.data.lerobot_io import load_episode_meta, open_dataset
+    from sim.collect import collect
+
+    out = tmp_path / "peg"
+    r = collect("maniskill/PegInsertionSide-v1", 1, "clean", out, seed=0, cameras=("wrist",), progress=False)
+    assert r.added == 1 and r.success_rate == 1.0
+    ds = open_dataset(out, video_backend="pyav")
+    feat = ds.features["action.ee_delta"]
+    assert feat["shape"] == (5,) and feat["names"] == ["dx", "dy", "dz", "dyaw", "gripper"]
+    yaw = np.stack([ds[i]["action.ee_delta"].numpy() for i in range(0, len(ds), 5)])[:, 3]
+    assert np.abs(yaw).max() > 0.1  # the expert turned the gripper onto the peg and the hole
+    meta = load_episode_meta(out)[0]
+    assert meta.subtask_names == ["reach", "grasp", "align", "insert"] and meta.success
 
 
 def test_missing_vulkan_says_what_to_install():
