@@ -113,7 +113,7 @@ def main() -> int:
             "steps_to_80_mean": float(np.mean(s80)) if all(x is not None for x in s80) else None,
             "steps_to_80_per_seed": s80,
             "env_steps_per_s": float(np.mean([r["env_steps_per_s"] for r in rs])),
-            "render_share": sum(r["render_s"] for r in rs) / walls,
+            "render_share": sum(r["render_s"] or 0.0 for r in rs) / walls,
             "reward_inference_share": sum(r["reward_inference_s"] for r in rs) / walls,
         }
     ratio = None

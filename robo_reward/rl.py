@@ -114,6 +114,9 @@ class RLConfig:
     wandb: bool = True
     """Log to wandb in offline mode (under <out>/wandb)."""
     progress_bar: bool = True
+    vectorized: str = "auto"
+    """ManiSkill tasks: step all --num-envs envs in one batched sim (no per-env Python loop).
+    auto = when CUDA is present (physx_cuda); true = also on the CPU, where --num-envs must be 1."""
 
     def __post_init__(self) -> None:
         if self.reward not in ("sparse", "dense", "learned"):
@@ -127,6 +130,9 @@ class RLConfig:
                              "(use --reward=dense or --reward=learned)")
         if self.reward == "learned" and not self.reward_model:
             raise ValueError("--reward=learned needs --reward-model=RUN (a train-reward run directory)")
+        self.vectorized = str(self.vectorized).lower()  # the CLI parser may hand over a bool
+        if self.vectorized not in ("auto", "true", "false"):
+            raise ValueError(f"--vectorized: {self.vectorized!r}; expected auto, true or false")
         if self.algo not in ("sac", "ppo"):
             raise ValueError(f"--algo: {self.algo!r}; expected sac or ppo")
         if self.steps < 1 or self.num_envs < 1:
@@ -161,14 +167,25 @@ class _ZeroPotential(Potential):
 
 
 def make_vec_env(task: str, num_envs: int, potential: Potential | None, shaper: Shaper, seed: int,
-                 max_episode_steps: int | None = None, image_size: int = 64):
-    """SB3 DummyVecEnv of ``task`` that renders only the potential's cameras, shaped by ``shaper``."""
+                 max_episode_steps: int | None = None, image_size: int = 64, vectorized: str = "auto"):
+    """SB3 VecEnv of ``task`` that renders only the potential's cameras, shaped by ``shaper``: a
+    DummyVecEnv of single envs, or for ManiSkill on a GPU (``vectorized``) one batched sim."""
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     from sim.tasks import make_env
 
     cameras = tuple(potential.cameras) if potential is not None else ()
     progress = potential is not None and potential.needs_progress
+    if _use_batched_maniskill(task, vectorized):
+        from sim.maniskill.tasks import MSConfig
+        from sim.maniskill.vec import ManiSkillVecEnv
+
+        if progress:
+            raise ValueError("--reward=dense on the batched ManiSkill env: its ground-truth progress is computed "
+                             "per env; use --reward=learned or sparse there, or --vectorized=false")
+        cfg = MSConfig(cameras=cameras, width=image_size, height=image_size, max_episode_steps=max_episode_steps)
+        return make_shaped_vec_env(ManiSkillVecEnv(task, num_envs, cfg, seed=seed), potential or _ZeroPotential(),
+                                   shaper)
 
     def thunk(i: int):
         def make():
@@ -180,6 +197,14 @@ def make_vec_env(task: str, num_envs: int, potential: Potential | None, shaper: 
     venv = DummyVecEnv([thunk(i) for i in range(num_envs)])
     venv.seed(seed)
     return make_shaped_vec_env(venv, potential or _ZeroPotential(), shaper)
+
+
+def _use_batched_maniskill(task: str, vectorized: str) -> bool:
+    from sim.maniskill import PREFIX
+
+    if not task.startswith(PREFIX) or vectorized == "false":
+        return False
+    return vectorized == "true" or torch.cuda.is_available()
 
 
 def tcp_from_joints(env, agent_pos: np.ndarray) -> np.ndarray:
@@ -411,7 +436,8 @@ def run_rl(cfg: RLConfig) -> dict[str, Any]:
     shaper = Shaper(cfg.shaping, cfg.shaping_gamma or cfg.gamma, cfg.shaping_scale, cfg.disagreement_penalty)
     potential = make_potential(cfg, cfg.num_envs)
     image_size = potential.models[0].config.image_size if isinstance(potential, LearnedPotential) else 64
-    venv = make_vec_env(cfg.task, cfg.num_envs, potential, shaper, cfg.seed, cfg.max_episode_steps, image_size)
+    venv = make_vec_env(cfg.task, cfg.num_envs, potential, shaper, cfg.seed, cfg.max_episode_steps, image_size,
+                        cfg.vectorized)
     (out / "config.json").write_text(json.dumps({k: (str(v) if isinstance(v, Path) else v)
                                                  for k, v in asdict(cfg).items()}, indent=2))
 
@@ -517,7 +543,9 @@ def run_rl(cfg: RLConfig) -> dict[str, Any]:
     summary = {"final": state.evals[-1], "evals": state.evals, "episodes": state.episodes,
                "wall_s": timing["wall"], "env_steps_per_s": timing["env_steps"] / max(timing["wall"], 1e-9),
                "potential_s": getattr(venv, "time_in_potential", 0.0),
-               "render_s": float(sum(e.unwrapped.render_seconds for e in venv.venv.envs)),
+               # the batched ManiSkill env renders inside its one sim step: no separate figure
+               "render_s": (float(sum(e.unwrapped.render_seconds for e in venv.venv.envs))
+                            if hasattr(venv.venv, "envs") else None),
                "nan_shaping_steps": shaper.stats.nan_steps, "resumed": resumed}
     if isinstance(getattr(getattr(model, "actor", None), "optimizer", None), BCRegularizedAdam):
         summary["bc_regulariser"] = dict(getattr(model.actor.optimizer, "bc_stats", {}))

@@ -161,7 +161,7 @@ def train_reward(cfg: TrainRewardConfig, progress: bool = True) -> Path:
         feats = feature_cache(model, cache, out / f"features_{mcfg.encoder}_{mcfg.image_size}.npy",
                               progress=progress and acc.is_main_process)
     sampler = WindowSampler(cache, [pos[i] for i in train_eps], mcfg.window, mcfg.frame_gap, mcfg.rewind_prob,
-                            mcfg.view_dropout, features=feats)
+                            mcfg.view_dropout, features=feats, pause_prob=mcfg.pause_prob)
     sampler.rng = rng
     model.train()
     model, opt = acc.prepare(model, opt)

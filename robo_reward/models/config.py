@@ -42,6 +42,10 @@ class RewardModelConfig:
     """Chance of hiding each view during training (at least one view always stays)."""
     rewind_prob: float = 0.3
     """Chance a training window is a rewind: played forward, then backward."""
+    pause_prob: float = 0.2
+    """Chance a (forward) training window ends in a pause: its last frames repeat an earlier one,
+    labelled as that frame. Stillness must not advance the stage (a demo that hesitates, or stops
+    short of the next subtask, is still in the one it paused in)."""
     temperature: float = 0.1
     """InfoNCE temperature for stage prototypes."""
     triplet_margin: float = 0.2
@@ -69,6 +73,9 @@ class RewardModelConfig:
                              "encoder's features change every step)")
         if not (0.0 <= self.view_dropout < 1.0):
             raise ValueError(f"view_dropout: {self.view_dropout}; expected in [0, 1)")
+        for name in ("rewind_prob", "pause_prob"):
+            if not (0.0 <= getattr(self, name) <= 1.0):
+                raise ValueError(f"{name}: {getattr(self, name)}; expected in [0, 1]")
 
     @property
     def num_stages(self) -> int:

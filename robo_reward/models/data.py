@@ -169,14 +169,17 @@ def split_episodes(n: int, held_out_frac: float, seed: int) -> tuple[list[int], 
 
 class WindowSampler:
     """Samples causal training windows of ``window`` frames ``gap`` apart, ending anywhere in an
-    episode; with probability ``rewind_prob`` the window is played forward then backward."""
+    episode; with probability ``rewind_prob`` the window is played forward then backward, and with
+    probability ``pause_prob`` a forward window ends in a pause (its last frames repeat one frame)."""
 
     def __init__(self, cache: FrameCache, episodes: list[int], window: int, gap: int, rewind_prob: float,
-                 view_dropout: float, seed: int = 0, features: np.ndarray | None = None):
+                 view_dropout: float, seed: int = 0, features: np.ndarray | None = None,
+                 pause_prob: float = 0.0):
         if not episodes:
             raise DatasetError("no training episodes; expected at least one")
         self.cache, self.eps = cache, [cache.episodes[i] for i in episodes]
         self.window, self.gap, self.rewind_prob, self.view_dropout = window, gap, rewind_prob, view_dropout
+        self.pause_prob = pause_prob
         self.rng = np.random.default_rng(seed)
         self.features = features  # (N, V, F) cached trunk features, used instead of frames
         lengths = np.array([e.length for e in self.eps], dtype=float)
@@ -202,6 +205,9 @@ class WindowSampler:
                 rewind = int(self.rng.integers(1, self.window))
             end = int(self.rng.integers(0, ep.length))
             idx = self.window_indices(ep, end, rewind)
+            if rewind == 0 and self.window > 1 and self.rng.uniform() < self.pause_prob:
+                held = int(self.rng.integers(1, self.window))  # the last `held` frames repeat one
+                idx[-held:] = idx[-held - 1]
             b_idx.append(ep.start + idx)
             b_stage.append(ep.stage[idx])
             b_tau.append(ep.tau[idx])

@@ -6,7 +6,8 @@ down (tasks that need it to turn, like PegInsertionSide, add ``dyaw``: up to 0.1
 counter-clockwise seen from above), observations ``agent_pos``, ``environment_state`` and
 ``pixels`` from cameras named ``front``, ``side`` and ``wrist``, and ``info`` with ``success``,
 the ground-truth ``stage``/``stage_name``/``progress`` (from the task's ``evaluate()`` signals and
-privileged state) plus ManiSkill's ``normalized_dense_reward``. It also offers the queries the scripted experts use (``tcp_pos``, ``tcp_yaw``, ``body_pos``, ``is_grasped``).
+privileged state) plus ManiSkill's ``normalized_dense_reward``. It also offers the queries the
+scripted experts use (``tcp_pos``, ``tcp_yaw``, ``body_pos``, ``is_grasped``).
 
 One env at a time here (``physx_cpu``); with CUDA, ``sim_backend="physx_cuda"`` is chosen.
 """
@@ -66,8 +67,9 @@ class TaskSpec:
     max_steps: int
     bodies: dict[str, str]
     """Our name -> the env attribute holding the actor."""
-    state: Callable[[Any], np.ndarray]
-    """Privileged environment state (object and goal positions) of the unwrapped env."""
+    state: Callable[[Any], Any]
+    """Privileged environment state (object and goal positions) of the unwrapped env: a
+    (num_envs, D) tensor."""
     evaluate: Callable[[ManiSkillTaskEnv], TaskEval] = field(compare=False)
     yaw: bool = False
     """The task needs the gripper to turn about the vertical: the action gains ``dyaw``."""
@@ -75,6 +77,12 @@ class TaskSpec:
 
 def _np(x) -> np.ndarray:
     return np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x, dtype=np.float64).reshape(-1)
+
+
+def _cat(*parts):
+    import torch
+
+    return torch.cat([x.reshape(x.shape[0], -1) for x in parts], dim=1)
 
 
 def _yaw(pose) -> float:
@@ -139,18 +147,41 @@ SPECS: dict[str, TaskSpec] = {
     "PickCube-v1": TaskSpec(
         "PickCube-v1", "Pick up the red cube and move it to the goal.", ("reach", "grasp", "move"), 100,
         {"cube": "cube", "goal": "goal_site"},
-        lambda u: np.concatenate([_np(u.cube.pose.p), _np(u.goal_site.pose.p)]), _pick_cube_eval),
+        lambda u: _cat(u.cube.pose.p, u.goal_site.pose.p), _pick_cube_eval),
     "StackCube-v1": TaskSpec(
         "StackCube-v1", "Stack the red cube on top of the green cube.", ("reach", "grasp", "stack", "release"), 150,
         {"cubeA": "cubeA", "cubeB": "cubeB"},
-        lambda u: np.concatenate([_np(u.cubeA.pose.p), _np(u.cubeB.pose.p)]), _stack_cube_eval),
+        lambda u: _cat(u.cubeA.pose.p, u.cubeB.pose.p), _stack_cube_eval),
     "PegInsertionSide-v1": TaskSpec(
         "PegInsertionSide-v1", "Insert the peg into the hole in the box from the side.",
         ("reach", "grasp", "align", "insert"), 200,
         {"peg": "peg", "box": "box"},
-        lambda u: np.concatenate([_np(u.peg.pose.p), _np(u.peg.pose.q), _np(u.box_hole_pose.p), _np(u.box_hole_pose.q)]),
+        lambda u: _cat(u.peg.pose.p, u.peg.pose.q, u.box_hole_pose.p, u.box_hole_pose.q),
         _peg_eval, yaw=True),
 }
+
+
+def to_ms_action(actions, tcp_pose, yaw: bool, ee_step: float):
+    """Batched ``ee_delta`` actions (N, 4 or 5) in [-1, 1] -> ``pd_ee_delta_pose`` actions (N, 7), as a
+    tensor on the sim's device. The rotation part holds the gripper pointing straight down (as the
+    SO-101 IK does; pd_ee_delta_pose alone lets it droop under a load) and turns it by ``dyaw``."""
+    import torch
+
+    m = tcp_pose.to_transformation_matrix()
+    a = torch.as_tensor(np.asarray(actions), dtype=torch.float32, device=m.device)
+    out = torch.zeros((a.shape[0], 7), dtype=torch.float32, device=m.device)
+    out[:, :3] = a[:, :3] * (ee_step / MS_POS_SCALE)
+    # world rotation vector taking the TCP's z axis back to straight down
+    z = m[:, :3, 2].float()
+    down = torch.tensor([0.0, 0.0, -1.0], device=m.device).expand_as(z)
+    axis = torch.linalg.cross(z, down)
+    sin = axis.norm(dim=1, keepdim=True)
+    turn = axis / sin.clamp_min(1e-9) * torch.atan2(sin, -z[:, 2:3])
+    if yaw:
+        turn[:, 2] += a[:, 3] * YAW_STEP
+    out[:, 3:6] = (-turn / MS_ROT_SCALE).clamp(-1.0, 1.0)  # the controller's rotation is sign-flipped
+    out[:, 6] = a[:, -1]
+    return out
 
 
 def _with_our_cameras(env_id: str) -> str:
@@ -299,7 +330,7 @@ class ManiSkillTaskEnv(gym.Env):
         return self.spec_.evaluate(self)
 
     def environment_state_now(self) -> np.ndarray:
-        return self.spec_.state(self.unwrapped_ms).astype(np.float32)
+        return _np(self.spec_.state(self.unwrapped_ms)[0]).astype(np.float32)
 
     # ---- gym API ----------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -341,17 +372,8 @@ class ManiSkillTaskEnv(gym.Env):
 
     def step(self, action: Any):
         a = self.validate_action(action)
-        scale = self.config.ee_step / MS_POS_SCALE
-        ms_action = np.zeros(7, dtype=np.float32)
-        ms_action[:3] = a[:3] * scale
-        # Rotation, as a world-frame rotation vector: hold the gripper pointing straight down (as the
-        # SO-101 IK does; pd_ee_delta_pose alone lets it droop under a load) and turn by dyaw.
-        turn = self._tilt_correction()
-        if self.spec_.yaw:
-            turn[2] += a[3] * YAW_STEP
-        ms_action[3:6] = np.clip(-turn / MS_ROT_SCALE, -1.0, 1.0)  # the controller's rotation is sign-flipped
-        ms_action[6] = a[-1]
-        obs, _, _, _, info = self._env.step(ms_action[None])
+        ms_action = to_ms_action(a[None], self.unwrapped_ms.agent.tcp.pose, self.spec_.yaw, self.config.ee_step)
+        obs, _, _, _, info = self._env.step(ms_action)
         self._ms_info = info  # ManiSkill's own evaluate(), reused for its dense reward below
         self.last_ms_info = self._scalars(info)
         self._steps += 1
@@ -360,15 +382,6 @@ class ManiSkillTaskEnv(gym.Env):
         truncated = self._steps >= self.horizon and not terminated
         out = self._info(ev)
         return self._observation(obs), float(ev.success), terminated, truncated, out
-
-    def _tilt_correction(self) -> np.ndarray:
-        """World rotation vector that brings the TCP's z axis back to pointing straight down."""
-        z = self.unwrapped_ms.agent.tcp.pose.to_transformation_matrix()[0, :3, 2].cpu().numpy().astype(np.float64)
-        axis = np.cross(z, [0.0, 0.0, -1.0])
-        s = float(np.linalg.norm(axis))
-        if s < 1e-9:
-            return np.zeros(3)
-        return axis / s * float(np.arctan2(s, -z[2]))
 
     @staticmethod
     def _scalars(info: dict) -> dict[str, Any]:

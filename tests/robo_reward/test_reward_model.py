@@ -11,7 +11,7 @@ from robo_reward.data import DatasetError
 from robo_reward.eval_reward import annotate_progress, evaluate, predict_episode
 from robo_reward.labels import AnnotationError
 from robo_reward.models.config import RewardModelConfig
-from robo_reward.models.data import hop_target, load_frame_cache
+from robo_reward.models.data import WindowSampler, hop_target, load_frame_cache
 from robo_reward.models.modeling import ProcessRewardModel
 from robo_reward.train_reward import TrainRewardConfig, train_reward
 
@@ -26,6 +26,24 @@ def test_hop_normalisation_stays_in_unit_interval(a, b):
         assert h == pytest.approx((b - a) / (1 - a), abs=1e-6)
     if b < a and a > 1e-3:
         assert h == pytest.approx((b - a) / a, abs=1e-6)
+
+
+def test_pause_augmentation_repeats_a_frame_with_its_own_labels(tiny_dataset):
+    cache = load_frame_cache(tiny_dataset, ["front"], 32, progress=False)
+    eps = list(range(len(cache.episodes)))
+    paused = WindowSampler(cache, eps, window=6, gap=2, rewind_prob=0.0, view_dropout=0.0, seed=0, pause_prob=1.0)
+    plain = WindowSampler(cache, eps, window=6, gap=2, rewind_prob=0.0, view_dropout=0.0, seed=0, pause_prob=0.0)
+    b, ref = paused.sample(64), plain.sample(64)
+    # every paused window ends in >= 2 identical frames, and its labels freeze with them
+    tail_still = (b["frames"][:, -1] == b["frames"][:, -2]).flatten(1).all(1)
+    assert bool(tail_still.all())
+    assert bool((b["progress"][:, -1] == b["progress"][:, -2]).all())
+    assert bool((b["stage"][:, -1] == b["stage"][:, -2]).all())
+    # ...which plain windows (away from the clipped episode start) do not
+    moving = (ref["progress"][:, -1] != ref["progress"][:, -2])
+    assert moving.float().mean() > 0.5
+    with pytest.raises(ValueError, match="pause_prob"):
+        RewardModelConfig(pause_prob=1.5)
 
 
 def test_trained_model_beats_random_on_voc(tiny_run, tiny_dataset):

@@ -179,3 +179,51 @@ def test_rl_accepts_maniskill_tasks(tmp_path):
                  f"--out={out}", "--wandb=false", "--progress-bar=false"]) == 0
     hist = json.loads((out / "eval.json").read_text())
     assert hist[-1]["env_steps"] >= 60 and (out / "policy.zip").is_file()
+
+
+def test_batched_env_matches_the_single_env_and_resets_in_place():
+    from robo_reward.shaping import RLObservation
+    from sim.maniskill.tasks import MSConfig
+    from sim.maniskill.vec import ManiSkillVecEnv
+
+    venv = ManiSkillVecEnv("maniskill/PickCube-v1", 1, MSConfig(cameras=("wrist",), max_episode_steps=4), seed=3)
+    env = RLObservation(make_env("maniskill/PickCube-v1", cameras=("wrist",)))
+    batched, (single, _) = venv.reset(), env.reset(seed=3)
+    assert set(batched) == set(single) == {"state", "proprio", "pixels.wrist"}
+    for k in single:
+        np.testing.assert_allclose(batched[k][0], single[k], atol=1e-5)
+    a = np.array([[0.5, 0.0, -0.5, 1.0]], np.float32)
+    for t in range(4):
+        venv.step_async(a)
+        obs, reward, done, infos = venv.step_wait()
+        single, r, *_ = env.step(a[0])
+        if t < 3:  # the same physics, step for step
+            np.testing.assert_allclose(obs["state"][0], single["state"], atol=1e-4)
+            assert not done[0] and reward[0] == r
+    # at the time limit: truncated, reset in place, the last observation kept for bootstrapping
+    assert done[0] and infos[0]["TimeLimit.truncated"]
+    np.testing.assert_allclose(infos[0]["terminal_observation"]["state"], single["state"], atol=1e-4)
+    assert np.abs(obs["state"][0] - single["state"]).max() > 1e-3  # a fresh episode
+    with pytest.raises(ValueError, match=r"actions: shape \(1, 5\)"):
+        venv.step_async(np.zeros((1, 5)))
+    venv.close()
+    env.close()
+    with pytest.raises(ValueError, match="num_envs: 2 with sim_backend=physx_cpu"):
+        ManiSkillVecEnv("maniskill/PickCube-v1", 2, MSConfig(cameras=(), sim_backend="physx_cpu"))
+
+
+def test_rl_runs_on_the_batched_maniskill_env(tmp_path):
+    import json
+
+    from robo_reward.cli import main
+    from robo_reward.rl import make_vec_env
+    from robo_reward.shaping import GroundTruthPotential, Shaper
+
+    out = tmp_path / "rl"
+    assert main(["rl", "--task=maniskill/PickCube-v1", "--reward=sparse", "--vectorized=true", "--steps=60",
+                 "--num-envs=1", "--learning-starts=20", "--eval-every=60", "--eval-episodes=1",
+                 "--max-episode-steps=30", f"--out={out}", "--wandb=false", "--progress-bar=false"]) == 0
+    hist = json.loads((out / "eval.json").read_text())
+    assert hist[-1]["env_steps"] >= 60 and hist[-1]["online_episodes"] >= 2 and (out / "policy.zip").is_file()
+    with pytest.raises(ValueError, match="--reward=dense on the batched ManiSkill env"):
+        make_vec_env("maniskill/PickCube-v1", 1, GroundTruthPotential(), Shaper("pbrs", 0.98), 0, vectorized="true")
