@@ -79,5 +79,13 @@ if [ "$maniskill" = 1 ] && [ ! -f "$venv/.$ms_key" ]; then
   "$venv/bin/python" -m pip install -q -r scripts/maniskill-requirements.txt
   touch "$venv/.$ms_key"
 fi
+# optional pretrained encoders for the reward model (encoder=clip|siglip): transformers, a version
+# that accepts lerobot's huggingface-hub 1.x. Weights are only ever read from local directories.
+tf_key="transformers-5.18.0"
+if [ ! -f "$venv/.$tf_key" ]; then
+  echo "[setup] installing transformers (CLIP/SigLIP encoders)"
+  "$venv/bin/python" -m pip install -q "transformers==5.18.0" "huggingface-hub>=1.6,<2"
+  touch "$venv/.$tf_key"
+fi
 ln -sfn "$venv" .venv
 echo "[setup] ready: $repo/.venv -> $venv"

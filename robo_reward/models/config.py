@@ -22,14 +22,19 @@ class RewardModelConfig:
     heads: int = 4
     """Attention heads (fusion and temporal)."""
     encoder: str = "cnn"
-    """Per-view encoder: cnn (small, trained from scratch) or resnet18 (torchvision)."""
+    """Per-view encoder: cnn (small, trained from scratch), resnet18 (torchvision), or clip / siglip
+    (a vision tower through transformers)."""
     encoder_weights: str = ""
-    """resnet18 only: a local .pth of ImageNet weights (default: torchvision's cache if present)."""
+    """resnet18: a local .pth of ImageNet weights (default: torchvision's cache if present).
+    clip/siglip: a local model directory (required; nothing is downloaded)."""
+    encoder_config: dict | None = None
+    """clip/siglip: the tower's architecture, filled in at training time so a saved run loads
+    without the weights directory."""
     freeze_encoder: bool = False
-    """Keep the pretrained trunk fixed (resnet18)."""
+    """Keep the pretrained trunk fixed."""
     cache_features: bool = False
-    """With a frozen resnet18: compute its features once, cache them to disk in the run directory,
-    and train the rest on them."""
+    """With a frozen pretrained encoder: compute its features once, cache them to disk in the run
+    directory, and train the rest on them."""
     stage_head: bool = True
     """Predict stage logits + within-stage tau (SARM). False: regress progress directly."""
     contrastive_weight: float = 0.5
@@ -63,14 +68,14 @@ class RewardModelConfig:
             raise ValueError(f"window/frame_gap: {self.window}/{self.frame_gap}; expected >= 1 each")
         if self.dim % self.heads:
             raise ValueError(f"dim: {self.dim} is not divisible by heads={self.heads}")
-        if self.encoder not in ("cnn", "resnet18"):
-            raise ValueError(f"encoder: {self.encoder!r}; expected 'cnn' or 'resnet18'")
+        if self.encoder not in ("cnn", "resnet18", "clip", "siglip"):
+            raise ValueError(f"encoder: {self.encoder!r}; expected cnn, resnet18, clip or siglip")
         if len(self.stage_names) != len(self.temporal_proportions):
             raise ValueError(f"stage_names ({len(self.stage_names)}) and temporal_proportions "
                              f"({len(self.temporal_proportions)}) differ in length")
-        if self.cache_features and not (self.encoder == "resnet18" and self.freeze_encoder):
-            raise ValueError("cache_features: needs encoder=resnet18 and freeze_encoder=true (a trained "
-                             "encoder's features change every step)")
+        if self.cache_features and not (self.encoder != "cnn" and self.freeze_encoder):
+            raise ValueError("cache_features: needs a pretrained encoder (resnet18, clip or siglip) and "
+                             "freeze_encoder=true (a trained encoder's features change every step)")
         if not (0.0 <= self.view_dropout < 1.0):
             raise ValueError(f"view_dropout: {self.view_dropout}; expected in [0, 1)")
         for name in ("rewind_prob", "pause_prob"):

@@ -79,12 +79,82 @@ class ResNetEncoder(nn.Module):
         return self.out(self.trunk(x))
 
 
+# image normalisation of each family's own preprocessing (overridden by a preprocessor_config.json)
+HF_MEAN_STD = {"clip": ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)),
+               "siglip": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))}
+
+
+class HFVisionEncoder(nn.Module):
+    """CLIP or SigLIP vision tower through ``transformers``, from a local directory only
+    (``save_pretrained`` output, or a downloaded hub snapshot of a full CLIP/SigLIP model: its vision
+    half is used); nothing is downloaded. Frames are resized to the tower's input size and
+    normalised as its preprocessing does; the pooled output is projected to ``dim``.
+
+    ``hf_config`` (kept in the run's config as ``encoder_config``) rebuilds the same architecture
+    and preprocessing when a saved reward model is loaded, so a trained run does not need the
+    original weights directory."""
+
+    def __init__(self, dim: int, kind: str, weights: str = "", hf_config: dict | None = None):
+        super().__init__()
+        try:
+            import transformers
+        except ImportError as e:  # pragma: no cover - setup.sh installs it
+            raise ImportError(f"encoder={kind} needs transformers: pip install 'transformers>=5' "
+                              "(scripts/setup.sh installs it)") from e
+        model_cls = transformers.CLIPVisionModel if kind == "clip" else transformers.SiglipVisionModel
+        config_cls = transformers.CLIPVisionConfig if kind == "clip" else transformers.SiglipVisionConfig
+        mean, std = HF_MEAN_STD[kind]
+        if hf_config:  # a saved run: the architecture only (its weights come with the run)
+            net = model_cls(config_cls(**hf_config["tower"]))
+            mean, std = hf_config["image_mean"], hf_config["image_std"]
+        elif weights:
+            path = Path(weights)
+            if not (path / "config.json").is_file():
+                raise FileNotFoundError(f"encoder_weights: {weights} has no config.json; expected a local {kind} "
+                                        "model directory (save_pretrained output); nothing is downloaded")
+            net = model_cls.from_pretrained(path, local_files_only=True)
+            pre = path / "preprocessor_config.json"
+            if pre.is_file():
+                prep = json.loads(pre.read_text())
+                mean, std = prep.get("image_mean", mean), prep.get("image_std", std)
+        else:
+            raise ValueError(f"encoder={kind}: encoder_weights is empty; expected a local {kind} model directory")
+        self.net = net
+        known = config_cls().to_dict()
+        self.hf_config = {"tower": {k: v for k, v in net.config.to_dict().items()
+                                    if k in known and k not in ("transformers_version", "architectures")},
+                          "image_mean": list(mean), "image_std": list(std)}
+        self.image_size = int(net.config.image_size)
+        self.out = nn.Linear(int(net.config.hidden_size), dim)
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """Pooled tower features (what the feature cache stores when the tower is frozen)."""
+        if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        return self.net(pixel_values=(x - self.mean) / self.std).pooler_output
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.trunk(x))
+
+
+def make_encoder(config: RewardModelConfig) -> nn.Module:
+    if config.encoder == "cnn":
+        return ConvEncoder(config.dim)
+    if config.encoder == "resnet18":
+        return ResNetEncoder(config.dim, config.encoder_weights)
+    enc = HFVisionEncoder(config.dim, config.encoder, config.encoder_weights, config.encoder_config)
+    config.encoder_config = enc.hf_config  # saved with the run: loading rebuilds it without the weights dir
+    return enc
+
+
 class ProcessRewardModel(nn.Module):
     def __init__(self, config: RewardModelConfig):
         super().__init__()
         self.config = config
         d, k = config.dim, config.num_stages
-        self.encoder = ConvEncoder(d) if config.encoder == "cnn" else ResNetEncoder(d, config.encoder_weights)
+        self.encoder = make_encoder(config)
         if config.freeze_encoder:
             for p in self.encoder.net.parameters():
                 p.requires_grad_(False)

@@ -175,5 +175,48 @@ def test_frozen_pretrained_encoder_trains_from_cached_features(tiny_dataset, tmp
     ref = torchvision.models.resnet18()
     ref.load_state_dict(torch.load(weights, weights_only=True))
     assert torch.equal(model.encoder.net.conv1.weight, ref.conv1.weight), "the frozen trunk must not change"
-    with pytest.raises(ValueError, match="cache_features: needs encoder=resnet18 and freeze_encoder=true"):
+    with pytest.raises(ValueError, match="cache_features: needs a pretrained encoder"):
         RewardModelConfig(cache_features=True)
+
+
+def _tiny_tower(kind: str, path):
+    """A small random CLIP/SigLIP vision tower saved like a downloaded one (no hub access here)."""
+    import transformers
+
+    arch = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=2, image_size=32,
+                patch_size=8)
+    if kind == "clip":
+        net = transformers.CLIPVisionModel(transformers.CLIPVisionConfig(**arch))
+    else:
+        net = transformers.SiglipVisionModel(transformers.SiglipVisionConfig(**arch))
+    net.save_pretrained(path)
+    return net
+
+
+@pytest.mark.parametrize("kind", ["clip", "siglip"])
+def test_clip_and_siglip_towers_load_locally_and_train(kind, tiny_dataset, tmp_path):
+    import shutil
+
+    from robo_reward.models.modeling import HFVisionEncoder
+
+    tower = _tiny_tower(kind, tmp_path / kind)
+    enc = HFVisionEncoder(16, kind, str(tmp_path / kind))
+    first = next(iter(tower.state_dict()))
+    assert torch.equal(enc.net.state_dict()[first], tower.state_dict()[first])
+    assert enc(torch.rand(2, 3, 64, 64)).shape == (2, 16)  # 64x64 frames resized to the tower's 32
+    with pytest.raises(FileNotFoundError, match=f"encoder_weights: .*nowhere has no config.json; expected a local {kind}"):
+        HFVisionEncoder(16, kind, str(tmp_path / "nowhere"))
+    # a frozen tower trains the rest of the model from cached features ...
+    cfg = RewardModelConfig(cameras=["front"], encoder=kind, encoder_weights=str(tmp_path / kind), freeze_encoder=True,
+                            cache_features=True, **TINY)
+    out = tmp_path / "run"
+    train_reward(TrainRewardConfig(dataset=tiny_dataset, out=out, steps=4, batch_size=4, wandb="disabled", model=cfg),
+                 progress=False)
+    assert np.load(out / f"features_{kind}_64.npy").shape[1:] == (1, 32)
+    # ... and the saved run loads without the weights directory, with the tower unchanged
+    shutil.rmtree(tmp_path / kind)
+    model = ProcessRewardModel.load(out)
+    assert torch.equal(model.encoder.net.state_dict()[first], tower.state_dict()[first])
+    cache = load_frame_cache(tiny_dataset, ["front"], 64, progress=False)
+    pred = predict_episode(model, cache.episode_frames(cache.episodes[0]))
+    assert np.isfinite(pred.progress).all() and ((pred.progress >= 0) & (pred.progress <= 1)).all()
