@@ -47,10 +47,11 @@ class RewardModelConfig:
     """Chance of hiding each view during training (at least one view always stays)."""
     rewind_prob: float = 0.3
     """Chance a training window is a rewind: played forward, then backward."""
-    pause_prob: float = 0.2
+    pause_prob: float = 0.0
     """Chance a (forward) training window ends in a pause: its last frames repeat an earlier one,
-    labelled as that frame. Stillness must not advance the stage (a demo that hesitates, or stops
-    short of the next subtask, is still in the one it paused in)."""
+    labelled as that frame, so stillness does not advance the stage. Off by default: at 0.2 on
+    pick_place it did not fix the stop-short demos it was meant for (stage accuracy 0.855 vs 0.876,
+    VOC- -0.987 vs -0.973; benchmarks/results/reward_pick_place_pause.json)."""
     temperature: float = 0.1
     """InfoNCE temperature for stage prototypes."""
     triplet_margin: float = 0.2
