@@ -184,6 +184,44 @@ def to_ms_action(actions, tcp_pose, yaw: bool, ee_step: float):
     return out
 
 
+def task_spec(task: str) -> tuple[str, TaskSpec]:
+    """``maniskill/<EnvId>`` (or the bare id) -> (EnvId, its spec)."""
+    env_id = task.removeprefix(PREFIX)
+    if env_id not in SPECS:
+        raise ValueError(f"task: unknown ManiSkill task {task!r}; expected one of {[PREFIX + k for k in SPECS]}")
+    return env_id, SPECS[env_id]
+
+
+def make_ms_env(env_id: str, cfg: MSConfig, num_envs: int = 1):
+    """The ManiSkill env behind our adapters (``RR-<env_id>`` with our cameras, panda_wristcam,
+    pd_ee_delta_pose) and its sim backend: ``cfg.sim_backend``, where auto is physx_cuda when torch
+    sees a GPU. ManiSkill's CPU sim holds one env, so physx_cpu refuses ``num_envs`` > 1."""
+    import torch
+
+    backend = cfg.sim_backend
+    if backend == "auto":
+        backend = "physx_cuda" if torch.cuda.is_available() else "physx_cpu"
+    if backend == "physx_cpu" and num_envs != 1:
+        raise ValueError(f"num_envs: {num_envs} with sim_backend=physx_cpu; ManiSkill's CPU sim holds one env, "
+                         "so the batched env needs CUDA (physx_cuda) for num_envs > 1")
+    # panda_wristcam is the Panda plus a wrist camera; ManiSkill warns it is "not supported" by
+    # tasks that list only "panda". Silence that one spurious warning while making the env.
+    ms_log = logging.getLogger("mani_skill")
+    level = ms_log.level
+    ms_log.setLevel(logging.ERROR)
+    try:
+        env = gym.make(
+            _with_our_cameras(env_id), obs_mode="rgb" if cfg.cameras else "state_dict",
+            control_mode="pd_ee_delta_pose", robot_uids="panda_wristcam", sim_backend=backend,
+            render_backend="gpu" if backend == "physx_cuda" else "cpu",
+            sensor_configs=dict(width=cfg.width, height=cfg.height), max_episode_steps=10**9,
+            num_envs=num_envs,
+        )
+    finally:
+        ms_log.setLevel(level)
+    return env, backend
+
+
 def _with_our_cameras(env_id: str) -> str:
     """Register ``RR-<env_id>``: the task with ``front`` and ``side`` cameras (the wrist camera
     comes with the ``panda_wristcam`` robot)."""
@@ -217,12 +255,8 @@ class ManiSkillTaskEnv(gym.Env):
 
     def __init__(self, task: str, config: MSConfig | None = None, **overrides: Any):
         require_maniskill()
-        import torch
 
-        env_id = task.removeprefix(PREFIX)
-        if env_id not in SPECS:
-            raise ValueError(f"task: unknown ManiSkill task {task!r}; expected one of {[PREFIX + k for k in SPECS]}")
-        self.spec_ = SPECS[env_id]
+        env_id, self.spec_ = task_spec(task)
         self.name = PREFIX + env_id
         self.instruction = self.spec_.instruction
         self.stages = self.spec_.stages
@@ -230,19 +264,7 @@ class ManiSkillTaskEnv(gym.Env):
         self.config = config or MSConfig(**overrides)
         cfg = self.config
         self.horizon = cfg.max_episode_steps or self.max_steps
-        backend = cfg.sim_backend
-        if backend == "auto":
-            backend = "physx_cuda" if torch.cuda.is_available() else "physx_cpu"
-        self.sim_backend = backend
-        # panda_wristcam is the Panda plus a wrist camera; ManiSkill warns it is "not supported" by
-        # tasks that list only "panda". Silence that one spurious warning while making the env.
-        ms_log = logging.getLogger("mani_skill")
-        level = ms_log.level
-        ms_log.setLevel(logging.ERROR)
-        try:
-            self._env = self._make(env_id, cfg, backend)
-        finally:
-            ms_log.setLevel(level)
+        self._env, self.sim_backend = make_ms_env(env_id, cfg)
         self.unwrapped_ms = self._env.unwrapped
         self.yaw_step = YAW_STEP
         self.action_names = EE_DELTA_YAW_NAMES if self.spec_.yaw else EE_DELTA_NAMES
@@ -263,16 +285,6 @@ class ManiSkillTaskEnv(gym.Env):
                                                 for c in cfg.cameras})
         self.observation_space = spaces.Dict(obs_spaces)
         self.state_names = tuple(f"{j.name}.pos" for j in self.unwrapped_ms.agent.robot.get_active_joints())
-
-    @staticmethod
-    def _make(env_id: str, cfg: MSConfig, backend: str):
-        return gym.make(
-            _with_our_cameras(env_id), obs_mode="rgb" if cfg.cameras else "state_dict",
-            control_mode="pd_ee_delta_pose", robot_uids="panda_wristcam", sim_backend=backend,
-            render_backend="gpu" if backend == "physx_cuda" else "cpu",
-            sensor_configs=dict(width=cfg.width, height=cfg.height), max_episode_steps=10**9,
-            num_envs=1,
-        )
 
     # ---- queries the experts and ground truth use ------------------------------------------
     @property

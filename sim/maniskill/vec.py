@@ -15,21 +15,20 @@ envs are reset in place (a partial reset), with their last observation in
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
-from sim.maniskill import PREFIX, require_maniskill
+from sim.maniskill import require_maniskill
 from sim.maniskill.tasks import (
     EE_DELTA_NAMES,
     EE_DELTA_YAW_NAMES,
-    SPECS,
     WRIST_UID,
     MSConfig,
-    _with_our_cameras,
+    make_ms_env,
+    task_spec,
     to_ms_action,
 )
 
@@ -45,29 +44,9 @@ class ManiSkillVecEnv(VecEnv):
         require_maniskill()
         import torch
 
-        env_id = task.removeprefix(PREFIX)
-        if env_id not in SPECS:
-            raise ValueError(f"task: unknown ManiSkill task {task!r}; expected one of {[PREFIX + k for k in SPECS]}")
-        self.spec_ = SPECS[env_id]
+        env_id, self.spec_ = task_spec(task)
         self.config = cfg = config or MSConfig()
-        backend = cfg.sim_backend
-        if backend == "auto":
-            backend = "physx_cuda" if torch.cuda.is_available() else "physx_cpu"
-        if backend == "physx_cpu" and num_envs != 1:
-            raise ValueError(f"num_envs: {num_envs} with sim_backend=physx_cpu; ManiSkill's CPU sim holds one env, "
-                             "so the batched env needs CUDA (physx_cuda) for num_envs > 1")
-        self.sim_backend = backend
-        ms_log = logging.getLogger("mani_skill")
-        level = ms_log.level
-        ms_log.setLevel(logging.ERROR)  # panda_wristcam's spurious "not supported" warning
-        try:
-            self._env = gym.make(
-                _with_our_cameras(env_id), num_envs=num_envs, obs_mode="rgb" if cfg.cameras else "state_dict",
-                control_mode="pd_ee_delta_pose", robot_uids="panda_wristcam", sim_backend=backend,
-                render_backend="gpu" if backend == "physx_cuda" else "cpu",
-                sensor_configs=dict(width=cfg.width, height=cfg.height), max_episode_steps=10**9)
-        finally:
-            ms_log.setLevel(level)
+        self._env, self.sim_backend = make_ms_env(env_id, cfg, num_envs)
         self.u = self._env.unwrapped
         self.device = self.u.device
         self.horizon = cfg.max_episode_steps or self.spec_.max_steps
