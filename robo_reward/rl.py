@@ -116,7 +116,8 @@ class RLConfig:
     progress_bar: bool = True
     vectorized: str = "auto"
     """ManiSkill tasks: step all --num-envs envs in one batched sim (no per-env Python loop).
-    auto = when CUDA is present (physx_cuda); true = also on the CPU, where --num-envs must be 1."""
+    auto = when CUDA is present (physx_cuda) and the reward is sparse or learned; true = also on
+    the CPU, where --num-envs must be 1."""
 
     def __post_init__(self) -> None:
         if self.reward not in ("sparse", "dense", "learned"):
@@ -176,7 +177,7 @@ def make_vec_env(task: str, num_envs: int, potential: Potential | None, shaper: 
 
     cameras = tuple(potential.cameras) if potential is not None else ()
     progress = potential is not None and potential.needs_progress
-    if _use_batched_maniskill(task, vectorized):
+    if _use_batched_maniskill(task, vectorized, progress):
         from sim.maniskill.tasks import MSConfig
         from sim.maniskill.vec import ManiSkillVecEnv
 
@@ -199,12 +200,14 @@ def make_vec_env(task: str, num_envs: int, potential: Potential | None, shaper: 
     return make_shaped_vec_env(venv, potential or _ZeroPotential(), shaper)
 
 
-def _use_batched_maniskill(task: str, vectorized: str) -> bool:
+def _use_batched_maniskill(task: str, vectorized: str, needs_progress: bool = False) -> bool:
+    """auto: the batched env for ManiSkill tasks on a GPU, unless the reward needs the per-env
+    ground-truth progress (--reward=dense); true: always (dense is then refused)."""
     from sim.maniskill import PREFIX
 
     if not task.startswith(PREFIX) or vectorized == "false":
         return False
-    return vectorized == "true" or torch.cuda.is_available()
+    return vectorized == "true" or (torch.cuda.is_available() and not needs_progress)
 
 
 def tcp_from_joints(env, agent_pos: np.ndarray) -> np.ndarray:

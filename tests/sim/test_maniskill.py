@@ -227,3 +227,9 @@ def test_rl_runs_on_the_batched_maniskill_env(tmp_path):
     assert hist[-1]["env_steps"] >= 60 and hist[-1]["online_episodes"] >= 2 and (out / "policy.zip").is_file()
     with pytest.raises(ValueError, match="--reward=dense on the batched ManiSkill env"):
         make_vec_env("maniskill/PickCube-v1", 1, GroundTruthPotential(), Shaper("pbrs", 0.98), 0, vectorized="true")
+    from robo_reward.rl import _use_batched_maniskill
+
+    assert _use_batched_maniskill("maniskill/PickCube-v1", "true", needs_progress=True)
+    assert not _use_batched_maniskill("maniskill/PickCube-v1", "false")
+    assert not _use_batched_maniskill("push", "true")  # MuJoCo tasks always run as single envs
+    assert not _use_batched_maniskill("maniskill/PickCube-v1", "auto", needs_progress=True)  # dense: per env
