@@ -5,6 +5,9 @@ object state every step) or holds for a few steps, with a gripper command, and b
 task stage. The phase a step was produced in gives the *annotation* (the subtask label a human
 would mark); the first step of each stage starts its segment, so segments are contiguous.
 
+Envs whose action has ``dyaw`` (ManiSkill's PegInsertionSide) also get a turn from the phase's
+``yaw`` (how far the TCP still has to turn), inserted before the gripper command.
+
 Quality knobs degrade a demo the way real teleoperation does: Gaussian action noise, hesitation
 pauses, a deliberate drop and re-grasp, detours, and stopping short (a failure).
 """
@@ -94,6 +97,7 @@ class Phase:
     """Envs whose action has ``dyaw``: how far (rad, counter-clockwise) the TCP still has to turn.
     The phase ends when both the position and this are within tolerance."""
     yaw_tol: float = 0.02
+    """Radians of turn still left that count as done (with ``yaw``)."""
     gain: float = 1.0
     """Action per unit of position error (in ee_step units); above 1 it beats an arm that sags
     short of small targets under a load."""
