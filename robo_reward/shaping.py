@@ -306,7 +306,7 @@ def policy_observation(agent_pos: np.ndarray, tcp: np.ndarray, env_state: np.nda
     if joints is None:
         out = {"proprio": proprio_state(agent_pos, tcp)}
     else:
-        out = {"proprio": np.concatenate([joints, np.asarray(tcp) * 10.0]).astype(np.float32)}
+        out = {"proprio": np.concatenate([joints, np.asarray(tcp) * 10.0], -1).astype(np.float32)}
     if env_state is not None:
         out["state"] = policy_state(agent_pos, tcp, env_state, joints)
     for c, img in (pixels or {}).items():
@@ -318,14 +318,15 @@ def policy_state(agent_pos: np.ndarray, tcp: np.ndarray, env_state: np.ndarray,
                  joints: np.ndarray | None = None) -> np.ndarray:
     """Low-dimensional policy input: joints (arm radians, gripper 0..1), TCP xyz (dm), object and
     goal positions (dm) and the object-minus-TCP vector (dm). Used by online RL and by demos.
-    ``joints`` overrides the SO-101 conversion for another robot (its env's ``policy_joints``)."""
+    ``joints`` overrides the SO-101 conversion for another robot (its env's ``policy_joints``).
+    Leading batch dimensions are kept (the batched ManiSkill env builds all envs' states at once)."""
     agent_pos = np.asarray(agent_pos, dtype=np.float64)
     if joints is None:
-        joints = np.append(np.radians(agent_pos[:5]), agent_pos[5] / 100.0)
+        joints = np.concatenate([np.radians(agent_pos[..., :5]), agent_pos[..., 5:6] / 100.0], -1)
     tcp = np.asarray(tcp, dtype=np.float64) * 10.0
     env_state = np.asarray(env_state, dtype=np.float64) * 10.0
-    rel = env_state[:3] - tcp if env_state.size >= 3 else np.zeros(3)
-    return np.concatenate([joints, tcp, env_state, rel]).astype(np.float32)
+    rel = env_state[..., :3] - tcp if env_state.shape[-1] >= 3 else np.zeros_like(tcp)
+    return np.concatenate([joints, tcp, env_state, rel], -1).astype(np.float32)
 
 
 # ---- gymnasium wrapper -----------------------------------------------------------------------

@@ -299,10 +299,6 @@ class ManiSkillTaskEnv(gym.Env):
     def body_pos(self, name: str) -> np.ndarray:
         return _np(getattr(self.unwrapped_ms, self.spec_.bodies[name]).pose.p)
 
-    def body_yaw(self, name: str) -> float:
-        """Heading (rad) of a body's x axis in the world xy plane."""
-        return _yaw(getattr(self.unwrapped_ms, self.spec_.bodies[name]).pose)
-
     @property
     def goal_pos(self) -> np.ndarray:
         return self.body_pos("goal")
@@ -320,7 +316,7 @@ class ManiSkillTaskEnv(gym.Env):
     def policy_joints(agent_pos: np.ndarray) -> np.ndarray:
         """Policy-input joints of order one: the arm in radians, the fingers (m) x 10."""
         q = np.asarray(agent_pos, dtype=np.float64)
-        return np.concatenate([q[..., :-2], q[..., -2:] * 10.0])
+        return np.concatenate([q[..., :-2], q[..., -2:] * 10.0], -1)
 
     def joint_positions(self) -> np.ndarray:
         return _np(self.unwrapped_ms.agent.robot.get_qpos()).astype(np.float32)

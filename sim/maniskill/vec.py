@@ -21,11 +21,13 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
+from robo_reward.shaping import policy_observation
 from sim.maniskill import require_maniskill
 from sim.maniskill.tasks import (
     EE_DELTA_NAMES,
     EE_DELTA_YAW_NAMES,
     WRIST_UID,
+    ManiSkillTaskEnv,
     MSConfig,
     make_ms_env,
     task_spec,
@@ -66,18 +68,11 @@ class ManiSkillVecEnv(VecEnv):
 
     # ---- observations -----------------------------------------------------------------------
     def _observe(self, ms_obs: dict) -> dict[str, np.ndarray]:
-        """The batched policy observation (RLObservation's keys), from the sim's tensors."""
-        import torch
-
-        q = self.u.agent.robot.get_qpos()
-        joints = torch.cat([q[:, :-2], q[:, -2:] * 10.0], dim=1)  # ManiSkillTaskEnv.policy_joints
-        tcp = self.u.agent.tcp.pose.p * 10.0
-        env_state = self.spec_.state(self.u).to(tcp.device) * 10.0
-        out = {"state": _t2np(torch.cat([joints, tcp, env_state, env_state[:, :3] - tcp], 1)).astype(np.float32),
-               "proprio": _t2np(torch.cat([joints, tcp], 1)).astype(np.float32)}
-        for c in self.config.cameras:
-            out[f"pixels.{c}"] = _t2np(ms_obs["sensor_data"][WRIST_UID if c == "wrist" else c]["rgb"])
-        return out
+        """The batched policy observation, built by the same function as RLObservation's."""
+        q = _t2np(self.u.agent.robot.get_qpos())
+        pixels = {c: _t2np(ms_obs["sensor_data"][WRIST_UID if c == "wrist" else c]["rgb"]) for c in self.config.cameras}
+        return policy_observation(q, _t2np(self.u.agent.tcp.pose.p), _t2np(self.spec_.state(self.u)), pixels,
+                                  ManiSkillTaskEnv.policy_joints(q))
 
     # ---- VecEnv API -------------------------------------------------------------------------
     def reset(self):
