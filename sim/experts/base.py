@@ -131,6 +131,8 @@ class ScriptedExpert:
         self.i = 0
         self.steps_in_phase = 0
         self.pause = 0
+        self._paused_after: Phase | None = None  # the phase a hesitation follows
+        self._pausing = False  # this step's action was a hesitation
         self.gave_up = False
         self.done = False
         self._dropped = False
@@ -144,6 +146,10 @@ class ScriptedExpert:
 
     @property
     def stage(self) -> int:
+        """The stage of the last action: a hesitation belongs to the phase it follows (the robot
+        holds still at that phase's end, as it does when it stops short), not to the next one."""
+        if self._pausing and self._paused_after is not None:
+            return self._paused_after.stage
         return self.phase.stage
 
     def _advance(self, env: SO101TaskEnv) -> None:
@@ -159,6 +165,7 @@ class ScriptedExpert:
             self.done = True
         elif q.hesitation_prob > 0 and self.rng.uniform() < q.hesitation_prob:
             self.pause = int(self.rng.integers(5, 16))
+            self._paused_after = self.plan[self.i - 1]
         if q.detour and self.plan[self.i].target is not None and self.i not in self._detour_done and (
             self.plan[self.i].name in ("hover", "carry", "above")
         ):
@@ -172,17 +179,15 @@ class ScriptedExpert:
             return a
         ph = self.phase
         turn = 0.0
-        if not self.done and self.pause == 0 and ph.yaw is not None:
+        if not self.done and not self._pausing and ph.yaw is not None:
             turn = float(np.clip(ph.yaw(env) / env.yaw_step, -ph.speed, ph.speed))
         return np.insert(a, 3, turn).astype(np.float32)
 
     def _act(self, env: SO101TaskEnv) -> np.ndarray:
         grip = self.phase.gripper
+        self._pausing = False
         if self.done:
             return np.array([0.0, 0.0, 0.0, grip], dtype=np.float32)
-        if self.pause > 0:
-            self.pause -= 1
-            return self._noisy(np.zeros(3), grip)
         # a drop and re-grasp: halfway through the carry, open the jaws and go back for the block
         q = self.quality
         if q.drop_regrasp and not self._dropped and self.phase.name == "carry" and self.steps_in_phase == 2:
@@ -190,6 +195,10 @@ class ScriptedExpert:
             self.plan[self.i:self.i] = self.drop_phases
             self.steps_in_phase = 0
         for _ in range(len(self.plan)):
+            if self.pause > 0:  # hesitate at the end of the phase just finished, its jaws as they were
+                self.pause -= 1
+                self._pausing = True
+                return self._noisy(np.zeros(3), self._paused_after.gripper)
             ph = self.phase
             if ph.target is None:
                 if self.steps_in_phase >= ph.hold:

@@ -94,3 +94,32 @@ def test_stopping_short_expert_fails():
             break
     assert expert.gave_up and not info["success"]
     assert expert.stage == 1, "a demo that stops before lifting must not be labelled as lifting"
+
+
+def test_hesitation_is_labelled_with_the_phase_it_follows():
+    """A hesitating demo holds still at the end of a phase, like one that stops short, so its
+    pause frames carry that phase's stage: the stage only advances once the next motion starts,
+    and the jaws keep the finished phase's setting while it waits."""
+    from sim.experts import ExpertQuality
+
+    env = make_env("pick_place", cameras=())
+    env.reset(seed=3)
+    expert = make_expert("pick_place", ExpertQuality(hesitation_prob=1.0), seed=3)
+    stages, paused, grips = [], [], []
+    for _ in range(env.horizon):
+        a = expert.act(env)
+        stages.append(expert.stage)
+        paused.append(expert._pausing)
+        grips.append(a[-1])
+        *_, terminated, truncated, info = env.step(a)
+        if terminated or truncated:
+            break
+    stages, paused = np.array(stages), np.array(paused)
+    assert info["success"] and paused.sum() >= 20, "hesitation_prob=1 should pause at every phase change"
+    assert np.all(np.diff(stages) >= 0), f"stage labels went back: {stages.tolist()}"
+    starts = np.flatnonzero(paused & ~np.r_[False, paused[:-1]])
+    for s in starts:  # a pause continues the stage and the jaws of the step before it
+        assert stages[s] == stages[s - 1] and grips[s] == grips[s - 1], f"pause at step {s}"
+    # every stage change happens on a moving (not paused) step
+    changes = np.flatnonzero(np.diff(stages) > 0) + 1
+    assert not paused[changes].any()
