@@ -90,6 +90,10 @@ class RLConfig:
     """lambda: weight of the shaping term."""
     disagreement_penalty: float = 0.0
     """Subtract this times the ensemble's std of Phi (needs several --reward-model runs)."""
+    value_horizon: float = 0.0
+    """0: Phi is the progress itself. H > 0: Phi = gamma^((1 - progress) * H), progress read as the
+    discounted value of finishing at a demo's pace (H: the steps a whole demo takes, e.g. the mean
+    length of the successful demos). Still PBRS, so still policy-invariant."""
     ent_coef: str = "auto"
     """SAC entropy coefficient: auto, auto_<init> (tuned from <init>) or a fixed number. With demos
     use a small init (auto_0.01): at 1.0 the entropy bonus outweighs rewards of order one and drags
@@ -144,6 +148,8 @@ class RLConfig:
             raise ValueError(f"--demo-ratio: {self.demo_ratio}; expected in [0, 1)")
         if not (0.0 < self.gamma <= 1.0):
             raise ValueError(f"--gamma: {self.gamma}; expected in (0, 1]")
+        if not (self.value_horizon >= 0):
+            raise ValueError(f"--value-horizon: {self.value_horizon}; expected steps >= 0 (0: Phi is the progress)")
         if self.demos is not None and not (Path(self.demos) / "meta" / "info.json").is_file():
             raise ValueError(f"--demos: {self.demos} is not a LeRobot dataset (no meta/info.json)")
 
@@ -436,7 +442,8 @@ def run_rl(cfg: RLConfig) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     algo_cls = SAC if cfg.algo == "sac" else PPO
-    shaper = Shaper(cfg.shaping, cfg.shaping_gamma or cfg.gamma, cfg.shaping_scale, cfg.disagreement_penalty)
+    shaper = Shaper(cfg.shaping, cfg.shaping_gamma or cfg.gamma, cfg.shaping_scale, cfg.disagreement_penalty,
+                    cfg.value_horizon)
     potential = make_potential(cfg, cfg.num_envs)
     image_size = potential.models[0].config.image_size if isinstance(potential, LearnedPotential) else 64
     venv = make_vec_env(cfg.task, cfg.num_envs, potential, shaper, cfg.seed, cfg.max_episode_steps, image_size,
@@ -446,7 +453,8 @@ def run_rl(cfg: RLConfig) -> dict[str, Any]:
 
     demo = None
     if cfg.demos is not None:
-        demo = load_demo_transitions(cfg.demos, cfg.task, Shaper(cfg.shaping, shaper.gamma, cfg.shaping_scale),
+        demo = load_demo_transitions(cfg.demos, cfg.task, Shaper(cfg.shaping, shaper.gamma, cfg.shaping_scale,
+                                                                 value_horizon=cfg.value_horizon),
                                      cfg.reward, cfg.reward_model, cfg.demo_success_only, cfg.progress_bar)
 
     state = RunState(out)

@@ -74,21 +74,36 @@ class Shaper:
     """Turns (r_env, Phi(s), Phi(s'), terminated) into the shaped reward, with NaN handling."""
 
     def __init__(self, mode: Shaping | str = Shaping.PBRS, gamma: float = 0.99, scale: float = 1.0,
-                 disagreement_penalty: float = 0.0):
+                 disagreement_penalty: float = 0.0, value_horizon: float = 0.0):
         if not (0.0 < gamma <= 1.0):
             raise ValueError(f"gamma: {gamma}; expected in (0, 1]")
         if not np.isfinite(scale):
             raise ValueError(f"scale (lambda): {scale}; expected a finite number")
+        if not (np.isfinite(value_horizon) and value_horizon >= 0):
+            raise ValueError(f"value_horizon: {value_horizon}; expected a number of steps >= 0 (0: off)")
         self.mode = Shaping(mode)
         self.gamma = float(gamma)
         self.scale = float(scale)
         self.disagreement_penalty = float(disagreement_penalty)
+        self.value_horizon = float(value_horizon)
         self.stats = ShapingStats()
+
+    def potential_of(self, progress: np.ndarray) -> np.ndarray:
+        """Phi from progress. With ``value_horizon`` H > 0, progress p is read as the discounted
+        value of finishing at a demo's pace, ``gamma ** ((1 - p) * H)`` (H: steps a whole demo
+        takes): an estimate of the optimal value V*, the potential under which PBRS leaves the
+        least for the critic to learn (Ng et al. 1999). Monotone in p, so the ordering of states
+        is the model's; NaN stays NaN."""
+        p = np.asarray(progress, dtype=np.float64)
+        if self.value_horizon <= 0:
+            return p
+        return self.gamma ** ((1.0 - np.clip(p, 0.0, 1.0)) * self.value_horizon)
 
     def __call__(self, r_env: np.ndarray, phi: np.ndarray, phi_next: np.ndarray, terminated: np.ndarray,
                  disagreement: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Returns (shaped reward, shaping term) per env."""
-        term = shaping_term(phi, phi_next, terminated, self.gamma, self.mode)
+        """Returns (shaped reward, shaping term) per env; ``phi`` and ``phi_next`` are progress,
+        turned into the potential by :meth:`potential_of`."""
+        term = shaping_term(self.potential_of(phi), self.potential_of(phi_next), terminated, self.gamma, self.mode)
         bad = ~np.isfinite(term)
         if self.mode is not Shaping.NONE and bad.any():
             self.stats.nan_steps += int(bad.sum())

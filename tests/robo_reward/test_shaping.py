@@ -166,6 +166,27 @@ def test_wrapper_shaping_telescopes(terminates):
     assert total == pytest.approx(expected, abs=1e-9)
 
 
+def test_value_potential_telescopes_and_is_flat_at_demo_pace():
+    """With value_horizon H, Phi = gamma^((1 - progress) H): moving at a demo's pace (1/H of the
+    task per step) earns zero shaping, slower earns less, and the terms still telescope."""
+    gamma, length = 0.9, 6
+    shaper = Shaper("pbrs", gamma, value_horizon=length)
+    env = ShapedRewardWrapper(Corridor(length=length), GroundTruthPotential(), shaper)
+    _, info = env.reset(seed=0)
+    phi0 = shaper.potential_of(info["phi"])
+    assert phi0 == pytest.approx(gamma**length)
+    out = [env.step(1) for _ in range(length)]
+    np.testing.assert_allclose([o[4]["shaping"] for o in out[:-1]], 0.0, atol=1e-6)
+    assert out[-1][2] and out[-1][1] == pytest.approx(1.0 - gamma)  # r_env 1, Phi(goal) -> 0
+    total = sum(gamma**t * o[4]["shaping"] for t, o in enumerate(out))
+    assert total == pytest.approx(0.0 - phi0)
+    env.reset(seed=0)
+    assert env.step(0)[1] < 0.0  # standing still falls behind the demo's pace
+    assert np.isnan(shaper.potential_of(np.array([np.nan])))[0]
+    with pytest.raises(ValueError, match="value_horizon"):
+        Shaper("pbrs", gamma, value_horizon=-1.0)
+
+
 def test_non_invariant_baselines_do_not_telescope():
     env = ShapedRewardWrapper(Corridor(length=4), GroundTruthPotential(), Shaper("naive", 0.9))
     env.reset(seed=0)
