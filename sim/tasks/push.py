@@ -16,6 +16,8 @@ PUSH_TOLERANCE = 0.025
 PUSH_MIN, PUSH_MAX = 0.06, 0.09
 # The jaw's collision hull reaches ~4 cm beside the TCP: start a push well clear of the block.
 PRE_PUSH_DISTANCE = 0.065
+# the block counts as being pushed once it has gone this share of the way to the goal
+PUSH_STARTED = 0.05
 
 
 @register_task("push")
@@ -65,13 +67,18 @@ class PushEnv(SO101TaskEnv):
         return np.concatenate([self.body_pos(self.block), self.goal_pos])
 
     def evaluate(self) -> TaskEval:
+        """Stage 1 (push) once the jaws touch the block, stand at the pre-push point, or the block
+        has moved towards the goal; its progress is the share of the way the block has gone
+        (0 where it started, 1 at the goal's tolerance). Counting a block already on its way as
+        pushing keeps the progress from dropping back to the reach stage each time the jaws lose
+        contact mid-push, which would make it useless as a shaping potential."""
         pos = self.body_pos(self.block)
         d_goal = float(np.linalg.norm(pos[:2] - self.goal_pos[:2]))
         if d_goal < PUSH_TOLERANCE:
             return TaskEval(True, 1, 1.0)
-        if self.touching("gripper", self.block) or self.touching("moving_jaw_so101_v1", self.block) or (
-            np.linalg.norm(self.tcp_pos - self.pre_push_point()) < 0.015
-        ):
-            return TaskEval(False, 1, 1.0 - np.clip((d_goal - PUSH_TOLERANCE) / self._start_dist, 0.0, 1.0))
+        moved = float(np.clip((self._start_dist - d_goal) / max(self._start_dist - PUSH_TOLERANCE, 1e-6), 0.0, 1.0))
+        if moved > PUSH_STARTED or self.touching("gripper", self.block) or self.touching(
+                "moving_jaw_so101_v1", self.block) or np.linalg.norm(self.tcp_pos - self.pre_push_point()) < 0.015:
+            return TaskEval(False, 1, moved)
         d0 = float(np.linalg.norm(self._start_tcp - self.pre_push_point())) + 1e-6
         return TaskEval(False, 0, 1.0 - np.clip(np.linalg.norm(self.tcp_pos - self.pre_push_point()) / d0, 0, 1))
