@@ -175,9 +175,10 @@ def model_progress(run: str | Path, root: str | Path, progress_bar: bool = False
 
     models = [ProcessRewardModel.load(r.strip()) for r in str(run).split(",") if r.strip()]
     cfg = models[0].config
-    cache = load_frame_cache(root, cfg.cameras, cfg.image_size, progress=progress_bar)
-    return np.concatenate([np.mean([predict_episode(m, cache.episode_frames(ep)).progress for m in models], axis=0)
-                           for ep in cache.episodes])
+    cache = load_frame_cache(root, cfg.cameras, cfg.image_size, progress=progress_bar,
+                             state=any(m.config.use_state for m in models))
+    return np.concatenate([np.mean([predict_episode(m, cache.episode_frames(ep), state=cache.episode_state(ep)).progress
+                                    for m in models], axis=0) for ep in cache.episodes])
 
 
 def state_features(table: FrameTable, obs: str = "state") -> np.ndarray:

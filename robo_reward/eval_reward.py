@@ -41,8 +41,9 @@ def window_rows(length: int, window: int, gap: int) -> np.ndarray:
 
 @torch.no_grad()
 def predict_episode(model: ProcessRewardModel, frames: np.ndarray, batch: int = 128,
-                    view_mask: np.ndarray | None = None) -> EpisodePrediction:
-    """Run the model on every causal window of one episode. frames: (L, V, H, W, 3) uint8."""
+                    view_mask: np.ndarray | None = None, state: np.ndarray | None = None) -> EpisodePrediction:
+    """Run the model on every causal window of one episode. frames: (L, V, H, W, 3) uint8; state:
+    (L, S) observation.state (a ``use_state`` model needs it)."""
     cfg = model.config
     rows = window_rows(len(frames), cfg.window, cfg.frame_gap)
     outs = []
@@ -52,7 +53,15 @@ def predict_episode(model: ProcessRewardModel, frames: np.ndarray, batch: int = 
         if view_mask is not None:
             vm = torch.as_tensor(view_mask, dtype=torch.bool).expand(x.shape[0], x.shape[1], -1)
             x = x * vm[..., None, None, None]
-        out = model(x, vm)
+        st = None
+        if cfg.use_state:
+            if state is None:
+                raise ValueError(f"state: missing; this model was trained with use_state and reads "
+                                 f"observation.state (width {cfg.state_dim}) with every frame")
+            if len(state) != len(frames):
+                raise ValueError(f"state: {len(state)} rows for {len(frames)} frames; expected one per frame")
+            st = torch.as_tensor(state[rows[i: i + batch]], dtype=torch.float32)
+        out = model(x, vm, state=st)
         outs.append({k: out[k][:, -1].cpu() for k in ("progress", "stage_logits", "success_logit", "h")})
     cat = {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
     return EpisodePrediction(cat["progress"].clamp(0, 1).numpy(), cat["stage_logits"].softmax(-1).numpy(),
@@ -132,7 +141,8 @@ def evaluate(run: str | Path, dataset: str | Path, out_json: str | Path | None =
     model = ProcessRewardModel.load(run)
     cfg = model.config
     try:
-        cache = load_frame_cache(dataset, cfg.cameras, cfg.image_size, labels="auto", progress=progress_bar)
+        cache = load_frame_cache(dataset, cfg.cameras, cfg.image_size, labels="auto", progress=progress_bar,
+                                 state=cfg.use_state)
     except DatasetError as e:
         raise DatasetError(f"model/dataset mismatch: the model at {run} reads cameras {cfg.cameras}; {e}") from e
     view_mask = None
@@ -149,7 +159,8 @@ def evaluate(run: str | Path, dataset: str | Path, out_json: str | Path | None =
         frames = cache.episode_frames(ep)
         if occlude:
             frames = occluded(frames, cfg.cameras, occlude)
-        pred = predict_episode(model, frames, view_mask=view_mask)
+        state = cache.episode_state(ep)
+        pred = predict_episode(model, frames, view_mask=view_mask, state=state)
         rec = {"episode_index": idx, "success": ep.success, "quality": ep.quality,
                "final_progress": float(pred.progress[-3:].mean())}
         if fusion:
@@ -158,7 +169,8 @@ def evaluate(run: str | Path, dataset: str | Path, out_json: str | Path | None =
             rec["fusion_mae"] = {k: float(np.abs(v - ep.progress).mean()) for k, v in fp.items()}
         if ep.success:
             rec["voc_pos"] = _spearman(pred.progress)
-            rev = predict_episode(model, frames[::-1].copy(), view_mask=view_mask)
+            rev = predict_episode(model, frames[::-1].copy(), view_mask=view_mask,
+                                  state=None if state is None else state[::-1].copy())
             rec["voc_neg"] = _spearman(rev.progress)
             voc_pos.append(rec["voc_pos"])
             voc_neg.append(rec["voc_neg"])
@@ -274,10 +286,11 @@ def annotate_progress(run: str | Path, dataset: str | Path, out: str | Path | No
     import pandas as pd
 
     model = ProcessRewardModel.load(run)
-    cache = load_frame_cache(dataset, model.config.cameras, model.config.image_size, progress=progress_bar)
+    cache = load_frame_cache(dataset, model.config.cameras, model.config.image_size, progress=progress_bar,
+                             state=model.config.use_state)
     rows = []
     for ep in tqdm(cache.episodes, desc="annotate-progress", disable=not progress_bar):
-        pred = predict_episode(model, cache.episode_frames(ep))
+        pred = predict_episode(model, cache.episode_frames(ep), state=cache.episode_state(ep))
         if not np.all(np.isfinite(pred.progress)):
             raise FloatingPointError(f"episode {ep.index}: the model produced non-finite progress")
         rows.append(pd.DataFrame({"index": np.arange(ep.start, ep.start + ep.length, dtype=np.int64),

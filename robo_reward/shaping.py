@@ -127,6 +127,7 @@ class Potential(abc.ABC):
 
     cameras: tuple[str, ...] = ()
     needs_progress: bool = False
+    needs_state: bool = False  # reads obs["agent_pos"] (proprioception) besides the cameras
 
     @abc.abstractmethod
     def __call__(self, obs: dict[str, Any], first: np.ndarray, active: np.ndarray | None = None) -> np.ndarray:
@@ -177,6 +178,9 @@ class LearnedPotential(Potential):
         self._hist = [torch.zeros(num_envs, self.span, cfg.dim, device=device) for _ in self.models]
         self._count = np.zeros(num_envs, dtype=np.int64)
         self._spread: np.ndarray | None = None
+        if len({(m.config.use_state, m.config.state_dim) for m in self.models}) != 1:
+            raise ValueError("ensemble: members differ in use_state/state_dim")
+        self.needs_state = cfg.use_state
         self.stage_names: tuple[str, ...] = tuple(cfg.stage_names)
         self.last_stage = np.full(num_envs, -1, dtype=np.int64)
         self.last_success = np.full(num_envs, np.nan)
@@ -216,6 +220,15 @@ class LearnedPotential(Potential):
             else np.ones(len(rows), bool)
         frames = np.where(finite[:, None, None, None, None], frames, 0)
         x = self.models[0]._prep(frames[:, None])[:, 0].flatten(0, 1)  # (R*V, 3, s, s)
+        state = None
+        if self.needs_state:
+            if "agent_pos" not in obs:
+                raise KeyError(f"obs: no 'agent_pos'; the reward model reads proprioception (observation.state, "
+                               f"width {self.models[0].config.state_dim}) with its cameras")
+            state = np.asarray(obs["agent_pos"], dtype=np.float32).reshape(n, -1)[rows]
+            ok = np.isfinite(state).all(axis=1)
+            finite &= ok
+            state = np.where(ok[:, None], state, 0.0)
         # the causal window ending now (clamped at the episode start); newest frame at span-1
         offs = self.gap * np.arange(self.window - 1, -1, -1)
         back = np.minimum(offs[None, :], self._count[rows][:, None])  # (R, T)
@@ -223,7 +236,7 @@ class LearnedPotential(Potential):
         r_t = torch.as_tensor(rows, device=self.device)
         outs, stage_p, succ_p = [], [], []
         for m, hist in zip(self.models, self._hist, strict=True):
-            tok = m.frame_tokens(x, n_views=len(self.cameras))  # (R, D)
+            tok = m.frame_tokens(x, n_views=len(self.cameras), state=state)  # (R, D)
             h_rows = torch.roll(hist[r_t], shifts=-1, dims=1)
             h_rows[:, -1] = tok
             hist[r_t] = h_rows
@@ -274,7 +287,8 @@ class RLObservation(gym.ObservationWrapper):
                                    self._joints(q0) if self._joints else None)
         dim, dim_p = probe["state"].shape[0], probe["proprio"].shape[0]
         spaces_: dict[str, gym.Space] = {"state": gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32),
-                                         "proprio": gym.spaces.Box(-np.inf, np.inf, (dim_p,), np.float32)}
+                                         "proprio": gym.spaces.Box(-np.inf, np.inf, (dim_p,), np.float32),
+                                         "agent_pos": gym.spaces.Box(-np.inf, np.inf, q0.shape, np.float32)}
         if self.keep_pixels:
             for c, sp in env.observation_space["pixels"].items():
                 spaces_[f"pixels.{c}"] = sp
@@ -316,12 +330,15 @@ def policy_observation(agent_pos: np.ndarray, tcp: np.ndarray, env_state: np.nda
                        joints: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """The one observation every policy here reads, built the same way in sim (:class:`RLObservation`)
     and on a robot (``real.deploy``): ``proprio``, ``state`` (only where the object and goal
-    positions are known: sim, or a robot with privileged state) and ``pixels.<camera>``.
+    positions are known: sim, or a robot with privileged state), ``pixels.<camera>``, and
+    ``agent_pos``, the measured joints as datasets record them (``observation.state``), for a
+    reward model that reads proprioception.
     ``joints``: a non-SO-101 robot's own scaled joints (see :func:`policy_state`)."""
     if joints is None:
         out = {"proprio": proprio_state(agent_pos, tcp)}
     else:
         out = {"proprio": np.concatenate([joints, np.asarray(tcp) * 10.0], -1).astype(np.float32)}
+    out["agent_pos"] = np.asarray(agent_pos, dtype=np.float32)
     if env_state is not None:
         out["state"] = policy_state(agent_pos, tcp, env_state, joints)
     for c, img in (pixels or {}).items():

@@ -114,8 +114,9 @@ def train_reward(cfg: TrainRewardConfig, progress: bool = True) -> Path:
     if cfg.cameras:
         mcfg = dataclasses.replace(mcfg, cameras=[c.strip() for c in cfg.cameras.split(",") if c.strip()])
     cache = load_frame_cache(cfg.dataset, mcfg.cameras, mcfg.image_size, cfg.labels,
-                             progress=progress and acc.is_main_process)
-    mcfg = dataclasses.replace(mcfg, stage_names=cache.stage_names, temporal_proportions=cache.proportions)
+                             progress=progress and acc.is_main_process, state=mcfg.use_state)
+    mcfg = dataclasses.replace(mcfg, stage_names=cache.stage_names, temporal_proportions=cache.proportions,
+                               state_dim=cache.state.shape[1] if cache.state is not None else 0)
 
     split_path = out / SPLIT
     if split_path.exists():
@@ -137,6 +138,12 @@ def train_reward(cfg: TrainRewardConfig, progress: bool = True) -> Path:
 
     torch.manual_seed(cfg.seed)
     model = ProcessRewardModel(mcfg)
+    if mcfg.use_state:  # normalise proprioception with the training episodes' statistics
+        rows = np.concatenate([np.arange(cache.episodes[pos[i]].start,
+                                         cache.episodes[pos[i]].start + cache.episodes[pos[i]].length)
+                               for i in train_eps])
+        model.state_mean.copy_(torch.from_numpy(cache.state[rows].mean(0)))
+        model.state_std.copy_(torch.from_numpy(cache.state[rows].std(0) + 1e-3))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = _warmup_cosine(opt, cfg.steps)
     rng = np.random.default_rng([cfg.seed, acc.process_index])
@@ -220,7 +227,8 @@ def set_goal_anchor(model: ProcessRewardModel, cache, episodes: list[int]) -> No
         if not ep.success:
             continue
         rows = ep.start + window_rows(ep.length, model.config.window, model.config.frame_gap)[-1:]
-        hs.append(model(model._prep(cache.frames[rows]))["h"][:, -1])
+        state = None if cache.state is None else torch.from_numpy(cache.state[rows])
+        hs.append(model(model._prep(cache.frames[rows]), state=state)["h"][:, -1])
     if hs:
         model.goal_h.copy_(torch.cat(hs).mean(0))
 

@@ -52,6 +52,11 @@ class RewardModelConfig:
     labelled as that frame, so stillness does not advance the stage. Off by default: at 0.2 on
     pick_place it did not fix the stop-short demos it was meant for (stage accuracy 0.855 vs 0.876,
     VOC- -0.987 vs -0.973; benchmarks/results/reward_pick_place_pause.json)."""
+    use_state: bool = False
+    """Also read proprioception (the dataset's ``observation.state``, the sim's ``agent_pos``):
+    each frame's state, normalised with the training set's statistics, is embedded and added to
+    that frame's fused view token. A slow start of a stage (a lift at half speed) moves the arm a
+    pixel at 64x64 but is plain in joint space."""
     temperature: float = 0.1
     """InfoNCE temperature for stage prototypes."""
     triplet_margin: float = 0.2
@@ -61,6 +66,8 @@ class RewardModelConfig:
     """Stage names, in order (from the dataset's annotations)."""
     temporal_proportions: list[float] = field(default_factory=lambda: [1.0])
     """a_k per stage (from meta/temporal_proportions_sparse.json)."""
+    state_dim: int = 0
+    """With use_state: the width of observation.state (from the dataset)."""
 
     def __post_init__(self) -> None:
         if not self.cameras:
@@ -79,6 +86,8 @@ class RewardModelConfig:
                              "freeze_encoder=true (a trained encoder's features change every step)")
         if not (0.0 <= self.view_dropout < 1.0):
             raise ValueError(f"view_dropout: {self.view_dropout}; expected in [0, 1)")
+        if self.state_dim < 0 or (self.state_dim > 0 and not self.use_state):
+            raise ValueError(f"state_dim: {self.state_dim}; expected 0, or > 0 only with use_state=true")
         for name in ("rewind_prob", "pause_prob"):
             if not (0.0 <= getattr(self, name) <= 1.0):
                 raise ValueError(f"{name}: {getattr(self, name)}; expected in [0, 1]")

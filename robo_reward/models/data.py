@@ -43,9 +43,13 @@ class FrameCache:
     proportions: list[float]
     fps: int
     has_annotations: bool
+    state: np.ndarray | None = None  # (N, S) float32 observation.state, when asked for
 
     def episode_frames(self, ep: EpisodeLabels) -> np.ndarray:
         return self.frames[ep.start: ep.start + ep.length]
+
+    def episode_state(self, ep: EpisodeLabels) -> np.ndarray | None:
+        return None if self.state is None else self.state[ep.start: ep.start + ep.length]
 
 
 def _decode(path: Path, size: int) -> np.ndarray:
@@ -66,11 +70,12 @@ def _decode(path: Path, size: int) -> np.ndarray:
 
 
 def load_frame_cache(root: str | Path, cameras: list[str], size: int = 64, labels: str = "auto",
-                     progress: bool = True) -> FrameCache:
+                     progress: bool = True, state: bool = False) -> FrameCache:
     """Decode ``cameras`` of every episode and compute per-frame labels.
 
     ``labels``: ``sparse`` needs the SARM annotations (error if absent); ``linear`` ignores them
-    (one stage, linear progress); ``auto`` uses them when present.
+    (one stage, linear progress); ``auto`` uses them when present. ``state``: also read
+    ``observation.state`` of every frame (for a ``use_state`` model).
     """
     root = Path(root)
     info_path = root / "meta" / "info.json"
@@ -148,7 +153,34 @@ def load_frame_cache(root: str | Path, cameras: list[str], size: int = 64, label
         episodes.append(EpisodeLabels(int(rec["episode_index"]), int(start), n, st, tau.astype(np.float32),
                                       prog.astype(np.float32), bool(rec.get("success", True)),
                                       str(rec.get("quality", "unknown"))))
-    return FrameCache(root, list(cameras), frames, episodes, stage_names, proportions, fps, use_stages)
+    states = _load_state(root, info, eps) if state else None
+    return FrameCache(root, list(cameras), frames, episodes, stage_names, proportions, fps, use_stages, states)
+
+
+def _load_state(root: Path, info: dict, eps: pd.DataFrame) -> np.ndarray:
+    """observation.state of every frame, (N, S) float32, in the frame cache's row order."""
+    if "observation.state" not in info["features"]:
+        raise DatasetError(f"{root}/meta/info.json: feature observation.state missing; a use_state model needs "
+                           "proprioception (or train with model.use_state=false)")
+    files = sorted((root / "data").glob("chunk-*/file-*.parquet"))
+    if not files:
+        raise DatasetError(f"{root}/data: no parquet files; expected the frames' observation.state")
+    cols = ["episode_index", "frame_index", "observation.state"]
+    df = pd.concat([pd.read_parquet(f, columns=cols) for f in files]).sort_values(["episode_index", "frame_index"])
+    lengths = df.groupby("episode_index").size()
+    want = eps.set_index("episode_index")["length"]
+    if not lengths.reindex(want.index).fillna(0).astype(int).equals(want.astype(int)):
+        bad = [int(i) for i in want.index if int(lengths.get(i, 0)) != int(want[i])]
+        raise DatasetError(f"{root}/data: episode(s) {bad[:5]} have a different number of frames than "
+                           "meta/episodes says; expected one observation.state per frame")
+    df = df[df["episode_index"].isin(want.index)]
+    arr = np.stack(df["observation.state"].to_numpy()).astype(np.float32)
+    if not np.isfinite(arr).all():
+        row = int(np.flatnonzero(~np.isfinite(arr).all(axis=1))[0])
+        raise DatasetError(f"{root}/data: observation.state has NaN/inf (episode "
+                           f"{int(df['episode_index'].iloc[row])}, frame {int(df['frame_index'].iloc[row])}); "
+                           "expected finite joint positions")
+    return arr
 
 
 def hop_target(p_before: np.ndarray, p_after: np.ndarray, eps: float = 1e-3) -> np.ndarray:
@@ -227,6 +259,8 @@ class WindowSampler:
             frames = frames.permute(0, 1, 2, 5, 3, 4).float().div_(255.0)
             frames = random_shift(frames, self.rng)
             inputs = {"frames": frames * view_mask[..., None, None, None]}
+        if self.cache.state is not None:
+            inputs["state"] = torch.from_numpy(self.cache.state[rows])  # (B, T, S)
         prog = np.stack(b_prog)
         return {
             **inputs, "view_mask": view_mask,

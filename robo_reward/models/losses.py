@@ -38,7 +38,8 @@ def stage_alignment_loss(sims: torch.Tensor, stage: torch.Tensor, temperature: f
 def reward_model_loss(model: ProcessRewardModel | torch.nn.Module, batch: dict[str, torch.Tensor],
                       cfg: RewardModelConfig) -> tuple[torch.Tensor, dict[str, float]]:
     """``model`` may be wrapped (DDP): only its forward is called."""
-    out = model(batch.get("frames"), batch["view_mask"], training_outputs=True, features=batch.get("features"))
+    out = model(batch.get("frames"), batch["view_mask"], training_outputs=True, features=batch.get("features"),
+                state=batch.get("state"))
     terms: dict[str, torch.Tensor] = {}
     stage = batch["stage"]
     terms["progress"] = F.mse_loss(out["progress"], batch["progress"]) * 10.0

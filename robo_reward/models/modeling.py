@@ -175,6 +175,14 @@ class ProcessRewardModel(nn.Module):
         props = torch.tensor(config.temporal_proportions, dtype=torch.float32)
         self.register_buffer("proportions", props)
         self.register_buffer("cum_proportions", torch.cat([torch.zeros(1), props.cumsum(0)[:-1]]))
+        if config.use_state:
+            if config.state_dim < 1:
+                raise ValueError("state_dim: 0 with use_state=true; expected the width of observation.state "
+                                 "(train-reward fills it in from the dataset)")
+            self.state_embed = nn.Sequential(nn.Linear(config.state_dim, d), nn.SiLU(), nn.Linear(d, d))
+            # the training set's statistics (set by train-reward, saved with the weights)
+            self.register_buffer("state_mean", torch.zeros(config.state_dim))
+            self.register_buffer("state_std", torch.ones(config.state_dim))
         # hidden state of "task done" (mean over the last frames of successful training demos): the
         # anchor of the backward-anchored progress estimate
         self.register_buffer("goal_h", torch.zeros(d))
@@ -187,9 +195,10 @@ class ProcessRewardModel(nn.Module):
         return self
 
     def encode(self, frames: torch.Tensor | None, view_mask: torch.Tensor | None = None,
-               features: torch.Tensor | None = None) -> torch.Tensor:
+               features: torch.Tensor | None = None, state: torch.Tensor | None = None) -> torch.Tensor:
         """frames (B, T, V, 3, H, W) float in [0, 1], or cached trunk ``features`` (B, T, V, F) of a
-        frozen pretrained encoder; view_mask (B, T, V) bool, True = present.
+        frozen pretrained encoder; view_mask (B, T, V) bool, True = present; state (B, T, S), raw
+        observation.state (only for a ``use_state`` model).
         Returns per-time hidden states (B, T, D), causal in T."""
         src = frames if frames is not None else features
         b, t, v = src.shape[:3]
@@ -200,11 +209,13 @@ class ProcessRewardModel(nn.Module):
             raise ValueError(f"frames: window of {t} frames, the model takes at most {self.config.window}")
         fused = self.frame_tokens(frames.flatten(0, 2) if frames is not None else None,
                                   None if view_mask is None else view_mask.reshape(b * t, v),
-                                  None if features is None else features.flatten(0, 2), n_views=v)
+                                  None if features is None else features.flatten(0, 2), n_views=v,
+                                  state=None if state is None else state.flatten(0, 1))
         return self.temporal_from_tokens(fused.view(b, t, -1))
 
     def frame_tokens(self, frames: torch.Tensor | None, view_mask: torch.Tensor | None = None,
-                     features: torch.Tensor | None = None, n_views: int | None = None) -> torch.Tensor:
+                     features: torch.Tensor | None = None, n_views: int | None = None,
+                     state: torch.Tensor | None = None) -> torch.Tensor:
         """Per-frame part of :meth:`encode`: encode each view and fuse the views into one token.
         frames (N*V, 3, H, W) (or cached trunk ``features`` (N*V, F)); view_mask (N, V), True =
         present. Returns (N, D). The token of a frame does not depend on other frames, so online
@@ -219,7 +230,24 @@ class ProcessRewardModel(nn.Module):
             mask = ~view_mask.reshape(n, v)
             mask[mask.all(dim=1)] = False  # a frame with no views attends to all (zeros) rather than NaN
         fused, _ = self.fuse(self.fuse_query.expand(n, -1, -1), tok, tok, key_padding_mask=mask)
-        return fused.squeeze(1)
+        fused = fused.squeeze(1)
+        if self.config.use_state:
+            fused = fused + self.state_embed((self.check_state(state, n) - self.state_mean) / self.state_std)
+        return fused
+
+    def check_state(self, state: torch.Tensor | np.ndarray | None, n: int) -> torch.Tensor:
+        """state (N, S) as a float tensor on the model's device, or a clear error."""
+        s_dim = self.config.state_dim
+        if state is None:
+            raise ValueError(f"state: missing; this model was trained with use_state (observation.state of "
+                             f"width {s_dim}) and needs it with every frame")
+        x = torch.as_tensor(state, dtype=torch.float32, device=self.state_mean.device)
+        if x.shape != (n, s_dim):
+            raise ValueError(f"state: shape {tuple(x.shape)}; expected ({n}, {s_dim}), one observation.state "
+                             "per frame")
+        if not torch.isfinite(x).all():
+            raise ValueError("state: contains NaN or inf values; expected finite joint positions")
+        return x
 
     def temporal_from_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """Temporal part of :meth:`encode`: fused frame tokens (B, T, D) -> hidden states (B, T, D)."""
@@ -245,11 +273,12 @@ class ProcessRewardModel(nn.Module):
         return torch.tanh(self.hop_head(torch.cat([h_before, h_after, h_after - h_before], -1))).squeeze(-1)
 
     def forward(self, frames: torch.Tensor | None, view_mask: torch.Tensor | None = None,
-                training_outputs: bool = False, features: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                training_outputs: bool = False, features: torch.Tensor | None = None,
+                state: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """``training_outputs`` adds what the losses need (hops over each window and between the
         paired windows 2k/2k+1, and the similarities to the stage prototypes), so that every
         parameter is used inside forward, as DDP requires."""
-        h = self.encode(frames, view_mask, features)
+        h = self.encode(frames, view_mask, features, state)
         out = {"h": h, **self.heads(h)}
         if training_outputs:
             m = h.shape[0] // 2
@@ -260,18 +289,22 @@ class ProcessRewardModel(nn.Module):
 
     # ---- public inference API (batched; the last frame of each window is "now") --------------
     @torch.no_grad()
-    def progress(self, frames: torch.Tensor | np.ndarray, view_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def progress(self, frames: torch.Tensor | np.ndarray, view_mask: torch.Tensor | None = None,
+                 state: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
         """Phi in [0, 1] for the last frame of each window. frames: (B, T, V, H, W, 3) uint8 or
-        (B, T, V, 3, H, W) float."""
-        return self.forward(self._prep(frames), view_mask)["progress"][:, -1].clamp(0.0, 1.0)
+        (B, T, V, 3, H, W) float; state (B, T, S) for a ``use_state`` model."""
+        return self.forward(self._prep(frames), view_mask, state=self._state(state))["progress"][:, -1].clamp(0.0, 1.0)
 
     @torch.no_grad()
-    def stage_probs(self, frames, view_mask=None) -> torch.Tensor:
-        return self.forward(self._prep(frames), view_mask)["stage_logits"][:, -1].softmax(-1)
+    def stage_probs(self, frames, view_mask=None, state=None) -> torch.Tensor:
+        return self.forward(self._prep(frames), view_mask, state=self._state(state))["stage_logits"][:, -1].softmax(-1)
 
     @torch.no_grad()
-    def success_prob(self, frames, view_mask=None) -> torch.Tensor:
-        return torch.sigmoid(self.forward(self._prep(frames), view_mask)["success_logit"][:, -1])
+    def success_prob(self, frames, view_mask=None, state=None) -> torch.Tensor:
+        return torch.sigmoid(self.forward(self._prep(frames), view_mask, state=self._state(state))["success_logit"][:, -1])
+
+    def _state(self, state) -> torch.Tensor | None:
+        return None if state is None or not self.config.use_state else torch.as_tensor(state, dtype=torch.float32)
 
     def _prep(self, frames: torch.Tensor | np.ndarray) -> torch.Tensor:
         x = torch.as_tensor(frames)

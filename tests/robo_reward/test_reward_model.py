@@ -88,6 +88,34 @@ def test_resume_continues_from_checkpoint(tiny_dataset, tmp_path):
     assert json.loads((tmp_path / "r" / "split.json").read_text()) == split, "the held-out split must not change"
 
 
+def test_proprioceptive_model_trains_saves_and_evaluates(tiny_dataset, tmp_path):
+    """use_state: observation.state joins every frame token; its normalisation comes from the
+    training episodes and is saved with the weights."""
+    cfg = TrainRewardConfig(dataset=tiny_dataset, out=tmp_path / "s", steps=30, batch_size=4, wandb="disabled",
+                            held_out=0.34, model=RewardModelConfig(cameras=["front"], use_state=True, **TINY))
+    train_reward(cfg, progress=False)
+    model = ProcessRewardModel.load(tmp_path / "s")
+    cache = load_frame_cache(tiny_dataset, ["front"], 64, progress=False, state=True)
+    assert model.config.state_dim == cache.state.shape[1] == 6
+    np.testing.assert_allclose(model.state_mean.numpy(), cache.state.mean(0), atol=15)  # train split only
+    assert float(model.state_std.min()) > 0
+    r = evaluate(tmp_path / "s", tiny_dataset, plots=False, progress_bar=False)
+    assert np.isfinite(r["voc_pos"]) and 0.0 <= r["stage_accuracy"] <= 1.0
+    out = annotate_progress(tmp_path / "s", tiny_dataset, out=tmp_path / "p.parquet", progress_bar=False)
+    assert len(pd.read_parquet(out)) == len(cache.state)
+    with pytest.raises(ValueError, match="state_dim: 0 with use_state"):
+        ProcessRewardModel(RewardModelConfig(cameras=["front"], use_state=True, **TINY))
+    import shutil
+
+    bare = tmp_path / "no_state"
+    shutil.copytree(tiny_dataset, bare)
+    info = json.loads((bare / "meta" / "info.json").read_text())
+    del info["features"]["observation.state"]
+    (bare / "meta" / "info.json").write_text(json.dumps(info))
+    with pytest.raises(DatasetError, match="observation.state missing"):
+        load_frame_cache(bare, ["front"], progress=False, state=True)
+
+
 def test_bad_inputs_raise_clear_errors(tiny_run, tiny_dataset, tmp_path):
     with pytest.raises(DatasetError, match=r"camera\(s\) \['side'\] requested but the dataset has"):
         load_frame_cache(tiny_dataset, ["front", "side"], progress=False)

@@ -233,13 +233,14 @@ def test_shaper_rejects_bad_gamma():
 
 
 # ---- the learned potential -------------------------------------------------------------------
-def tiny_model(cameras=("front", "wrist")):
+def tiny_model(cameras=("front", "wrist"), state_dim=0):
     from robo_reward.models.config import RewardModelConfig
     from robo_reward.models.modeling import ProcessRewardModel
 
     torch.manual_seed(0)
     cfg = RewardModelConfig(cameras=list(cameras), image_size=32, window=4, frame_gap=2, dim=32, heads=2,
-                            temporal_layers=1, stage_names=["a", "b"], temporal_proportions=[0.4, 0.6])
+                            temporal_layers=1, stage_names=["a", "b"], temporal_proportions=[0.4, 0.6],
+                            use_state=state_dim > 0, state_dim=state_dim)
     return ProcessRewardModel(cfg).eval()
 
 
@@ -274,6 +275,33 @@ def test_learned_potential_cached_inference_matches_whole_episode():
             got[1].append(phi[1])
     np.testing.assert_allclose(got[0], ref[0], atol=1e-5)
     np.testing.assert_allclose(got[1], ref[1], atol=1e-5)
+
+
+def test_learned_potential_with_proprioception_matches_whole_episode():
+    """A use_state model reads obs['agent_pos'] beside the cameras; online (cached tokens) it
+    gives the same Phi as eval-reward's whole-episode pass, and the state really moves Phi."""
+    from robo_reward.eval_reward import predict_episode
+
+    model = tiny_model(state_dim=6)
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 255, size=(9, 2, 32, 32, 3), dtype=np.uint8)
+    state = rng.normal(0, 30, size=(9, 6)).astype(np.float32)
+    ref = predict_episode(model, frames, state=state).progress
+    other = predict_episode(model, frames, state=state[::-1].copy()).progress
+    assert np.abs(ref - other).max() > 1e-4, "the state must change the prediction"
+    pot = LearnedPotential(model, num_envs=1)
+    assert pot.needs_state
+    got = [pot({"pixels": {"front": f[None, 0], "wrist": f[None, 1]}, "agent_pos": s[None]}, np.array([t == 0]))[0]
+           for t, (f, s) in enumerate(zip(frames, state, strict=True))]
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+    with pytest.raises(KeyError, match="agent_pos"):
+        pot({"pixels": {"front": frames[None, 0, 0], "wrist": frames[None, 0, 1]}}, np.array([True]))
+    with pytest.raises(ValueError, match="state: missing"):
+        predict_episode(model, frames)
+    with pytest.raises(ValueError, match="NaN"):
+        model.progress(frames[None, :4], state=np.full((1, 4, 6), np.nan, np.float32))
+    with pytest.raises(ValueError, match=r"state: shape \(4, 5\); expected \(4, 6\)"):
+        model.progress(frames[None, :4], state=np.zeros((1, 4, 5), np.float32))
 
 
 def test_learned_potential_errors_on_missing_camera_and_nan_weights():

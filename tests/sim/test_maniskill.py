@@ -189,7 +189,7 @@ def test_batched_env_matches_the_single_env_and_resets_in_place():
     venv = ManiSkillVecEnv("maniskill/PickCube-v1", 1, MSConfig(cameras=("wrist",), max_episode_steps=4), seed=3)
     env = RLObservation(make_env("maniskill/PickCube-v1", cameras=("wrist",)))
     batched, (single, _) = venv.reset(), env.reset(seed=3)
-    assert set(batched) == set(single) == {"state", "proprio", "pixels.wrist"}
+    assert set(batched) == set(single) == {"state", "proprio", "agent_pos", "pixels.wrist"}
     for k in single:
         np.testing.assert_allclose(batched[k][0], single[k], atol=1e-5)
     a = np.array([[0.5, 0.0, -0.5, 1.0]], np.float32)
