@@ -1,7 +1,8 @@
 """Reward-model ablation on one fixed split of a mixed pick_place dataset.
 
 Variants (same steps, seed and split):
-- full: multi-view, stage head, contrastive alignment (the default config);
+- full: multi-view, stage head, contrastive alignment, video only;
+- with_state: full plus proprioception (use_state, as configs/reward/default.yaml);
 - front_only: the front camera alone;
 - no_contrastive: contrastive weight 0;
 - no_stage_head: plain progress regression (stage-blind);
@@ -28,6 +29,7 @@ from robo_reward.train_reward import TrainRewardConfig, train_reward
 
 VARIANTS = {
     "full": {},
+    "with_state": {"use_state": True},
     "front_only": {"cameras": ["front"]},
     "no_contrastive": {"contrastive_weight": 0.0},
     "no_stage_head": {"stage_head": False, "contrastive_weight": 0.0},

@@ -28,14 +28,17 @@ def main() -> None:
         RewardModelConfig(stage_names=list("abcde"), temporal_proportions=[0.2] * 5)).eval()
     cfg = model.config
     res = {"threads": torch.get_num_threads(), "views": len(cfg.cameras), "window": cfg.window,
+           "use_state": cfg.use_state,
            "image_size": cfg.image_size, "batch": {}}
     for b in [int(x) for x in args.batches.split(",")]:
         x = torch.randint(0, 255, (b, cfg.window, len(cfg.cameras), cfg.image_size, cfg.image_size, 3),
                           dtype=torch.uint8)
-        model.progress(x)  # warm-up
+        # a use_state model reads the joints of every frame too
+        st = torch.zeros(b, cfg.window, cfg.state_dim) if cfg.use_state else None
+        model.progress(x, state=st)  # warm-up
         n, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < args.seconds:
-            model.progress(x)
+            model.progress(x, state=st)
             n += b
         rate = n / (time.perf_counter() - t0)
         res["batch"][str(b)] = {"windows_per_s": round(rate, 1), "frames_per_s": round(rate * cfg.window * len(cfg.cameras), 1),

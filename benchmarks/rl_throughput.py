@@ -42,6 +42,7 @@ def run(task: str, envs: int, steps: int, model_dir: str | None, mode: str) -> d
         e.render_seconds = 0.0
     pot = LearnedPotential(model, num_envs=envs) if mode.endswith("cached_batched") else None
     hist: list[list[np.ndarray]] = [[] for _ in range(envs)]
+    hist_q: list[list[np.ndarray]] = [[] for _ in range(envs)]  # joints, for a use_state model
     t_model = 0.0
     t0 = time.perf_counter()
     for step in range(steps):
@@ -55,22 +56,24 @@ def run(task: str, envs: int, steps: int, model_dir: str | None, mode: str) -> d
         mc = model.config.cameras
         frames = [np.stack([o["pixels"][c] for c in mc]) for o in obs]  # (V, H, W, 3)
         if pot is not None:
-            pot({"pixels": {c: np.stack([o["pixels"][c] for o in obs]) for c in mc}},
-                np.full(envs, step == 0))
+            pot({"pixels": {c: np.stack([o["pixels"][c] for o in obs]) for c in mc},
+                 "agent_pos": np.stack([o["agent_pos"] for o in obs])}, np.full(envs, step == 0))
         else:
             span = (model.config.window - 1) * model.config.frame_gap + 1
-            wins = []
+            wins, qs = [], []
             for i in range(envs):
                 hist[i] = (hist[i] + [frames[i]])[-span:]
+                hist_q[i] = (hist_q[i] + [obs[i]["agent_pos"]])[-span:]
                 idx = [max(len(hist[i]) - 1 - model.config.frame_gap * k, 0)
                        for k in range(model.config.window - 1, -1, -1)]
                 wins.append(np.stack([hist[i][j] for j in idx]))
+                qs.append(np.stack([hist_q[i][j] for j in idx]))
             with torch.no_grad():
                 if mode.endswith("unbatched"):
-                    for w in wins:
-                        model.progress(w[None])
+                    for w, q in zip(wins, qs, strict=True):
+                        model.progress(w[None], state=q[None])
                 else:
-                    model.progress(np.stack(wins))
+                    model.progress(np.stack(wins), state=np.stack(qs))
         t_model += time.perf_counter() - tm
     wall = time.perf_counter() - t0
     render = sum(e.render_seconds for e in es)
