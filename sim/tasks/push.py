@@ -18,6 +18,8 @@ PUSH_MIN, PUSH_MAX = 0.06, 0.09
 PRE_PUSH_DISTANCE = 0.065
 # the block counts as being pushed once it has gone this share of the way to the goal
 PUSH_STARTED = 0.05
+# how far off the pre-push line (and above table height) the TCP may be and still count as pushing
+ALIGN_TOL = 0.02
 
 
 @register_task("push")
@@ -67,18 +69,32 @@ class PushEnv(SO101TaskEnv):
         return np.concatenate([self.body_pos(self.block), self.goal_pos])
 
     def evaluate(self) -> TaskEval:
-        """Stage 1 (push) once the jaws touch the block, stand at the pre-push point, or the block
-        has moved towards the goal; its progress is the share of the way the block has gone
-        (0 where it started, 1 at the goal's tolerance). Counting a block already on its way as
-        pushing keeps the progress from dropping back to the reach stage each time the jaws lose
-        contact mid-push, which would make it useless as a shaping potential."""
+        """Stage 1 (push) once the TCP stands low behind the block on the line to the goal (from the
+        pre-push point up to the block), or the block has gone ``PUSH_STARTED`` of the way; its
+        progress is the share of the way the block has gone (0 where it started, 1 at the goal's
+        tolerance). Stage 0 (reach): how much nearer the pre-push point the TCP is than at the start.
+
+        This is the dense baseline's potential, so it must not jump where the task has not moved:
+        a push keeps its stage when the jaws lose contact mid-push, and touching the block from
+        the side or the front (which used to count as pushing: Phi 0 -> 0.5 -> 0, a twentieth of
+        an RL run's steps) does not count."""
         pos = self.body_pos(self.block)
         d_goal = float(np.linalg.norm(pos[:2] - self.goal_pos[:2]))
         if d_goal < PUSH_TOLERANCE:
             return TaskEval(True, 1, 1.0)
         moved = float(np.clip((self._start_dist - d_goal) / max(self._start_dist - PUSH_TOLERANCE, 1e-6), 0.0, 1.0))
-        if moved > PUSH_STARTED or self.touching("gripper", self.block) or self.touching(
-                "moving_jaw_so101_v1", self.block) or np.linalg.norm(self.tcp_pos - self.pre_push_point()) < 0.015:
+        if moved > PUSH_STARTED or self._behind_block(pos):
             return TaskEval(False, 1, moved)
         d0 = float(np.linalg.norm(self._start_tcp - self.pre_push_point())) + 1e-6
         return TaskEval(False, 0, 1.0 - np.clip(np.linalg.norm(self.tcp_pos - self.pre_push_point()) / d0, 0, 1))
+
+    def _behind_block(self, block_pos: np.ndarray) -> bool:
+        """The TCP is low, within ``ALIGN_TOL`` of the block-goal line, between the pre-push point
+        and the block."""
+        u = self.goal_pos[:2] - block_pos[:2]
+        u /= np.linalg.norm(u) + 1e-9
+        rel = self.tcp_pos[:2] - block_pos[:2]
+        along = float(rel @ u)
+        lateral = abs(float(rel[0] * u[1] - rel[1] * u[0]))
+        return (-PRE_PUSH_DISTANCE - ALIGN_TOL <= along <= 0.0 and lateral <= ALIGN_TOL
+                and self.tcp_pos[2] <= 0.025 + ALIGN_TOL)

@@ -142,3 +142,23 @@ def test_push_progress_does_not_fall_back_when_contact_flickers():
         assert info["success"]
         drops = -np.minimum(np.diff(progress), 0.0)
         assert drops.max() < 0.15 and drops.sum() < 0.4, f"seed {seed}: progress {np.round(progress, 2).tolist()}"
+
+
+def test_push_progress_ignores_touching_the_block_from_the_front():
+    """Only a push from behind the block (on its line to the goal) counts as the push stage:
+    jaws that reach round and touch the block's goal side stay in the reach stage."""
+    env = make_env("push", cameras=())
+    env.reset(seed=4)
+    block, goal = env.body_pos(env.block), env.goal_pos
+    u = (goal[:2] - block[:2]) / np.linalg.norm(goal[:2] - block[:2])
+    front = np.array([*(block[:2] + 0.08 * u), 0.025])
+    touched, stages = False, []
+    # above the goal side, down to table height, then back into the block (away from the goal)
+    for target in (front + [0, 0, 0.08], front, np.array([*(block[:2] + 0.01 * u), 0.025])):
+        for _ in range(40):
+            err = target - env.tcp_pos
+            *_, info = env.step(np.append(np.clip(err / env.config.ee_step, -1, 1), 0.0).astype(np.float32))
+            touched |= env.touching("gripper", env.block) or env.touching("moving_jaw_so101_v1", env.block)
+            stages.append(info["stage"])
+    assert touched, "the scripted jaws never reached the block"
+    assert max(stages) == 0 and info["progress"] < 0.5
