@@ -41,8 +41,7 @@ def run(task: str, envs: int, steps: int, model_dir: str | None, mode: str) -> d
     for e in es:  # renderer creation at the first reset is a one-off; do not count it
         e.render_seconds = 0.0
     pot = LearnedPotential(model, num_envs=envs) if mode.endswith("cached_batched") else None
-    hist: list[list[np.ndarray]] = [[] for _ in range(envs)]
-    hist_q: list[list[np.ndarray]] = [[] for _ in range(envs)]  # joints, for a use_state model
+    hist: list[list[tuple[np.ndarray, np.ndarray]]] = [[] for _ in range(envs)]  # (frames, joints)
     t_model = 0.0
     t0 = time.perf_counter()
     for step in range(steps):
@@ -62,12 +61,11 @@ def run(task: str, envs: int, steps: int, model_dir: str | None, mode: str) -> d
             span = (model.config.window - 1) * model.config.frame_gap + 1
             wins, qs = [], []
             for i in range(envs):
-                hist[i] = (hist[i] + [frames[i]])[-span:]
-                hist_q[i] = (hist_q[i] + [obs[i]["agent_pos"]])[-span:]
+                hist[i] = (hist[i] + [(frames[i], obs[i]["agent_pos"])])[-span:]
                 idx = [max(len(hist[i]) - 1 - model.config.frame_gap * k, 0)
                        for k in range(model.config.window - 1, -1, -1)]
-                wins.append(np.stack([hist[i][j] for j in idx]))
-                qs.append(np.stack([hist_q[i][j] for j in idx]))
+                wins.append(np.stack([hist[i][j][0] for j in idx]))
+                qs.append(np.stack([hist[i][j][1] for j in idx]))
             with torch.no_grad():
                 if mode.endswith("unbatched"):
                     for w, q in zip(wins, qs, strict=True):

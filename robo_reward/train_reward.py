@@ -139,11 +139,9 @@ def train_reward(cfg: TrainRewardConfig, progress: bool = True) -> Path:
     torch.manual_seed(cfg.seed)
     model = ProcessRewardModel(mcfg)
     if mcfg.use_state:  # normalise proprioception with the training episodes' statistics
-        rows = np.concatenate([np.arange(cache.episodes[pos[i]].start,
-                                         cache.episodes[pos[i]].start + cache.episodes[pos[i]].length)
-                               for i in train_eps])
-        model.state_mean.copy_(torch.from_numpy(cache.state[rows].mean(0)))
-        model.state_std.copy_(torch.from_numpy(cache.state[rows].std(0) + 1e-3))
+        train_state = np.concatenate([cache.episode_state(cache.episodes[pos[i]]) for i in train_eps])
+        model.state_mean.copy_(torch.from_numpy(train_state.mean(0)))
+        model.state_std.copy_(torch.from_numpy(train_state.std(0) + 1e-3))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = _warmup_cosine(opt, cfg.steps)
     rng = np.random.default_rng([cfg.seed, acc.process_index])
