@@ -20,6 +20,10 @@ PRE_PUSH_DISTANCE = 0.065
 PUSH_STARTED = 0.05
 # how far off the pre-push line (and above table height) the TCP may be and still count as pushing
 ALIGN_TOL = 0.02
+# the reach stage's target: the far part of the behind-the-block zone (from the pre-push point out
+# to this far behind the block), so reaching it from the side meets the push stage without a jump
+# and the block's goal side, across the block from it, is no shortcut
+REACH_NEAR = 0.04
 
 
 @register_task("push")
@@ -55,8 +59,8 @@ class PushEnv(SO101TaskEnv):
         return np.array([*self.data.mocap_pos[self.model.body("goal").mocapid[0]][:2], BLOCK_HALF])
 
     def _on_reset(self) -> None:
-        self._start_tcp = self.tcp_pos
         self._start_dist = float(np.linalg.norm(self.goal_pos[:2] - self.body_pos(self.block)[:2]))
+        self._start_reach = max(self._reach_distance(self.body_pos(self.block)), 0.02)
 
     def pre_push_point(self) -> np.ndarray:
         """Behind the block, opposite the goal, at table height: where a push starts."""
@@ -72,12 +76,14 @@ class PushEnv(SO101TaskEnv):
         """Stage 1 (push) once the TCP stands low behind the block on the line to the goal (from the
         pre-push point up to the block), or the block has gone ``PUSH_STARTED`` of the way; its
         progress is the share of the way the block has gone (0 where it started, 1 at the goal's
-        tolerance). Stage 0 (reach): how much nearer the pre-push point the TCP is than at the start.
+        tolerance). Stage 0 (reach): how much nearer the TCP is than at the start to the far part
+        of that zone (``_reach_distance``), so it reads 1 where the zone begins.
 
         This is the dense baseline's potential, so it must not jump where the task has not moved:
         a push keeps its stage when the jaws lose contact mid-push, and touching the block from
         the side or the front (which used to count as pushing: Phi 0 -> 0.5 -> 0, a twentieth of
-        an RL run's steps) does not count."""
+        an RL run's steps) does not count, and entering the zone from the side steps Phi by a few
+        hundredths (it was up to 0.4 when the reach stage aimed at the pre-push point alone)."""
         pos = self.body_pos(self.block)
         d_goal = float(np.linalg.norm(pos[:2] - self.goal_pos[:2]))
         if d_goal < PUSH_TOLERANCE:
@@ -85,16 +91,25 @@ class PushEnv(SO101TaskEnv):
         moved = float(np.clip((self._start_dist - d_goal) / max(self._start_dist - PUSH_TOLERANCE, 1e-6), 0.0, 1.0))
         if moved > PUSH_STARTED or self._behind_block(pos):
             return TaskEval(False, 1, moved)
-        d0 = float(np.linalg.norm(self._start_tcp - self.pre_push_point())) + 1e-6
-        return TaskEval(False, 0, 1.0 - np.clip(np.linalg.norm(self.tcp_pos - self.pre_push_point()) / d0, 0, 1))
+        return TaskEval(False, 0, 1.0 - float(np.clip(self._reach_distance(pos) / self._start_reach, 0, 1)))
+
+    def _zone_coords(self, block_pos: np.ndarray) -> tuple[float, float, float]:
+        """The TCP's (along, lateral, height) in the block's frame: along the block-goal line
+        (negative behind the block), off it (unsigned), and above the table."""
+        u = self.goal_pos[:2] - block_pos[:2]
+        u /= np.linalg.norm(u) + 1e-9
+        rel = self.tcp_pos[:2] - block_pos[:2]
+        return float(rel @ u), abs(float(rel[0] * u[1] - rel[1] * u[0])), float(self.tcp_pos[2])
 
     def _behind_block(self, block_pos: np.ndarray) -> bool:
         """The TCP is low, within ``ALIGN_TOL`` of the block-goal line, between the pre-push point
         and the block."""
-        u = self.goal_pos[:2] - block_pos[:2]
-        u /= np.linalg.norm(u) + 1e-9
-        rel = self.tcp_pos[:2] - block_pos[:2]
-        along = float(rel @ u)
-        lateral = abs(float(rel[0] * u[1] - rel[1] * u[0]))
-        return (-PRE_PUSH_DISTANCE - ALIGN_TOL <= along <= 0.0 and lateral <= ALIGN_TOL
-                and self.tcp_pos[2] <= 0.025 + ALIGN_TOL)
+        along, lateral, z = self._zone_coords(block_pos)
+        return -PRE_PUSH_DISTANCE - ALIGN_TOL <= along <= 0.0 and lateral <= ALIGN_TOL and z <= 0.025 + ALIGN_TOL
+
+    def _reach_distance(self, block_pos: np.ndarray) -> float:
+        """Metres from the TCP to the far part of the behind-the-block zone (along from the
+        pre-push point's far tolerance to ``REACH_NEAR`` behind the block): 0 inside it."""
+        along, lateral, z = self._zone_coords(block_pos)
+        d_along = max(-PRE_PUSH_DISTANCE - ALIGN_TOL - along, along + REACH_NEAR, 0.0)
+        return float(np.linalg.norm([d_along, max(lateral - ALIGN_TOL, 0.0), max(z - 0.025 - ALIGN_TOL, 0.0)]))

@@ -162,3 +162,28 @@ def test_push_progress_ignores_touching_the_block_from_the_front():
             stages.append(info["stage"])
     assert touched, "the scripted jaws never reached the block"
     assert max(stages) == 0 and info["progress"] < 0.5
+
+
+def test_push_progress_meets_the_push_stage_without_a_jump():
+    """Entering the behind-the-block zone from the side: the reach stage's progress has reached
+    its end there, so Phi steps by a few hundredths (it stepped by up to 0.4 when the reach
+    stage aimed at the pre-push point alone)."""
+    env = make_env("push", cameras=())
+    env.reset(seed=4)
+    block, goal = env.body_pos(env.block), env.goal_pos
+    u = (goal[:2] - block[:2]) / np.linalg.norm(goal[:2] - block[:2])
+    side = np.array([-u[1], u[0]])
+    beside = np.array([*(block[:2] - 0.06 * u - 0.07 * side), 0.025])
+    progress, stages = [], []
+    # down beside the block, then sideways onto its line to the goal, just behind it
+    for target in (beside + [0, 0, 0.06], beside, np.array([*(block[:2] - 0.06 * u), 0.025])):
+        for _ in range(30):
+            err = target - env.tcp_pos
+            *_, info = env.step(np.append(np.clip(err / env.config.ee_step, -1, 1), 0.0).astype(np.float32))
+            progress.append(info["progress"])
+            stages.append(info["stage"])
+    change = np.flatnonzero(np.diff(stages) > 0)
+    assert len(change) == 1, f"stages {stages}, progress {np.round(progress, 3).tolist()}"
+    assert progress[change[0]] > 0.4
+    step = abs(progress[change[0] + 1] - progress[change[0]])
+    assert step < 0.08, f"Phi stepped by {step:.3f} entering the push stage"
