@@ -26,7 +26,12 @@ from typing import Any
 import numpy as np
 import torch
 from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.policies import ContinuousCritic
+from stable_baselines3.common.preprocessing import get_action_dim
+from stable_baselines3.common.torch_layers import create_mlp
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
+from stable_baselines3.sac.policies import SACPolicy
+from torch import nn
 
 from robo_reward.eval_policy import evaluate_policy
 from robo_reward.shaping import (
@@ -106,6 +111,10 @@ class RLConfig:
     """Gradient updates per env step (SAC)."""
     net: str = "256,256"
     """Hidden sizes of the actor and critic MLPs."""
+    critic_layer_norm: bool = True
+    """SAC: LayerNorm after every hidden layer of the critics (RLPD, Ball et al. 2023). Without
+    it, demo-seeded SAC at a high update-to-data ratio overestimates Q (1.1-1.4 on a push whose
+    returns are at most 1) on states the demos never visit."""
     buffer_size: int = 300_000
     max_episode_steps: int | None = None
     """Episode time limit (default: the task's own)."""
@@ -472,10 +481,11 @@ def run_rl(cfg: RLConfig) -> dict[str, Any]:
             kwargs = {"replay_buffer_class": DemoMixReplayBuffer,
                       "replay_buffer_kwargs": {"demo": demo, "demo_ratio": cfg.demo_ratio}}
         grad_steps = max(1, int(round(cfg.utd * cfg.num_envs)))
-        model = SAC("MlpPolicy", venv, learning_rate=cfg.lr, buffer_size=cfg.buffer_size,
+        model = SAC(env=venv, learning_rate=cfg.lr, buffer_size=cfg.buffer_size,
                     learning_starts=cfg.learning_starts, batch_size=cfg.batch_size, gamma=cfg.gamma,
-                    train_freq=1, gradient_steps=grad_steps, policy_kwargs={"net_arch": cfg.hidden},
-                    ent_coef=_ent_coef(cfg.ent_coef), seed=cfg.seed, device="cpu", **kwargs)
+                    train_freq=1, gradient_steps=grad_steps,
+                    policy_kwargs={"net_arch": cfg.hidden, "critic_layer_norm": cfg.critic_layer_norm},
+                    policy=LayerNormSACPolicy, ent_coef=_ent_coef(cfg.ent_coef), seed=cfg.seed, device="cpu", **kwargs)
         if demo is not None and cfg.bc_warmstart_steps > 0:
             bc_warmstart(model, demo, cfg.bc_warmstart_steps, progress_bar=cfg.progress_bar)
     else:
@@ -584,6 +594,30 @@ def save_policy(model, out: Path, cfg: RLConfig) -> None:
     _atomic_json(out / POLICY_META, {"kind": "sb3", "algo": cfg.algo, "task": cfg.task,
                                      "observation": "policy_state", "action_space": "ee_delta",
                                      "reward": cfg.reward, "shaping": cfg.shaping})
+
+
+class LayerNormSACPolicy(SACPolicy):
+    """SB3's SAC MLP policy whose critics can put a LayerNorm after each hidden layer (RLPD)."""
+
+    def __init__(self, *args, critic_layer_norm: bool = False, **kwargs):
+        self.critic_layer_norm = critic_layer_norm
+        super().__init__(*args, **kwargs)
+
+    def make_critic(self, features_extractor=None) -> ContinuousCritic:
+        critic = super().make_critic(features_extractor)
+        if self.critic_layer_norm:
+            in_dim = critic.features_extractor.features_dim + get_action_dim(self.action_space)
+            arch = self.critic_kwargs["net_arch"]
+            critic.q_networks = []
+            for idx in range(critic.n_critics):
+                q_net = nn.Sequential(*create_mlp(in_dim, 1, arch, self.activation_fn,
+                                                  post_linear_modules=[nn.LayerNorm]))
+                critic.add_module(f"qf{idx}", q_net)  # replaces the plain MLP of that name
+                critic.q_networks.append(q_net)
+        return critic
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), "critic_layer_norm": self.critic_layer_norm}
 
 
 class SB3Policy:

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from robo_reward.cli import main
 from robo_reward.rl import RLConfig, SB3Policy, load_demo_transitions
@@ -35,6 +36,9 @@ def test_rl_cli_dense_writes_loadable_policy_and_resumes(tmp_path):
     obs, _ = env.reset(seed=0)
     a = policy.act(obs)
     assert a.shape == (4,) and np.all(np.abs(a) <= 1.0)
+    # RLPD's LayerNorm critics (the default) survive the save and load
+    for critic in (policy.model.critic, policy.model.critic_target):
+        assert sum(isinstance(m, torch.nn.LayerNorm) for m in critic.modules()) == 4  # 2 critics x 2 layers
 
     # resume: a longer budget continues from the checkpoint instead of starting over
     assert main(["rl", "--task=push", "--reward=dense", "--steps=400", "--checkpoint-every=100",
