@@ -115,6 +115,9 @@ class RLConfig:
     """SAC: LayerNorm after every hidden layer of the critics (RLPD, Ball et al. 2023). Without
     it, demo-seeded SAC at a high update-to-data ratio overestimates Q (1.1-1.4 on a push whose
     returns are at most 1) on states the demos never visit."""
+    n_critics: int = 2
+    """SAC: critics in the ensemble; targets and the actor use the minimum over all of them (more
+    critics: more pessimism against overestimation)."""
     buffer_size: int = 300_000
     max_episode_steps: int | None = None
     """Episode time limit (default: the task's own)."""
@@ -147,6 +150,8 @@ class RLConfig:
         self.vectorized = str(self.vectorized).lower()  # the CLI parser may hand over a bool
         if self.vectorized not in ("auto", "true", "false"):
             raise ValueError(f"--vectorized: {self.vectorized!r}; expected auto, true or false")
+        if self.n_critics < 1:
+            raise ValueError(f"--n-critics: {self.n_critics}; expected >= 1")
         if self.algo not in ("sac", "ppo"):
             raise ValueError(f"--algo: {self.algo!r}; expected sac or ppo")
         if self.steps < 1 or self.num_envs < 1:
@@ -484,7 +489,8 @@ def run_rl(cfg: RLConfig) -> dict[str, Any]:
         model = SAC(env=venv, learning_rate=cfg.lr, buffer_size=cfg.buffer_size,
                     learning_starts=cfg.learning_starts, batch_size=cfg.batch_size, gamma=cfg.gamma,
                     train_freq=1, gradient_steps=grad_steps,
-                    policy_kwargs={"net_arch": cfg.hidden, "critic_layer_norm": cfg.critic_layer_norm},
+                    policy_kwargs={"net_arch": cfg.hidden, "critic_layer_norm": cfg.critic_layer_norm,
+                                   "n_critics": cfg.n_critics},
                     policy=LayerNormSACPolicy, ent_coef=_ent_coef(cfg.ent_coef), seed=cfg.seed, device="cpu", **kwargs)
         if demo is not None and cfg.bc_warmstart_steps > 0:
             bc_warmstart(model, demo, cfg.bc_warmstart_steps, progress_bar=cfg.progress_bar)

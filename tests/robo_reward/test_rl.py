@@ -98,6 +98,7 @@ def test_demo_transitions_rewards_follow_the_shaper(tiny_dataset):
     (["--reward=dense", "--shaping=bogus"], "--shaping"),
     (["--reward=dense", "--algo=dqn"], "--algo"),
     (["--reward=dense", "--bc-weight=1"], "need --demos"),
+    (["--reward=dense", "--n-critics=0"], "--n-critics: 0"),
 ])
 def test_rl_cli_bad_flags(tmp_path, capsys, argv, msg):
     assert main(["rl", "--task=push", f"--out={tmp_path / 'x'}", *argv]) == 2
