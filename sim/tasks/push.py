@@ -18,7 +18,9 @@ PUSH_MIN, PUSH_MAX = 0.06, 0.09
 PRE_PUSH_DISTANCE = 0.065
 # the block counts as being pushed once it has gone this share of the way to the goal
 PUSH_STARTED = 0.05
-# how far off the pre-push line (and above table height) the TCP may be and still count as pushing
+# TCP height of a push (metres above the table)
+PUSH_HEIGHT = 0.025
+# how far off the pre-push line (and above PUSH_HEIGHT) the TCP may be and still count as pushing
 ALIGN_TOL = 0.02
 # the reach stage's target: the far part of the behind-the-block zone (from the pre-push point out
 # to this far behind the block), so reaching it from the side meets the push stage without a jump
@@ -67,7 +69,7 @@ class PushEnv(SO101TaskEnv):
         pos = self.body_pos(self.block)
         d = self.goal_pos[:2] - pos[:2]
         d /= np.linalg.norm(d) + 1e-9
-        return np.array([*(pos[:2] - d * PRE_PUSH_DISTANCE), 0.025])
+        return np.array([*(pos[:2] - d * PRE_PUSH_DISTANCE), PUSH_HEIGHT])
 
     def environment_state_now(self) -> np.ndarray:
         return np.concatenate([self.body_pos(self.block), self.goal_pos])
@@ -83,7 +85,8 @@ class PushEnv(SO101TaskEnv):
         a push keeps its stage when the jaws lose contact mid-push, and touching the block from
         the side or the front (which used to count as pushing: Phi 0 -> 0.5 -> 0, a twentieth of
         an RL run's steps) does not count, and entering the zone from the side steps Phi by a few
-        hundredths (it was up to 0.4 when the reach stage aimed at the pre-push point alone)."""
+        hundredths (0.13 on average, up to 0.4 in RL rollouts, when the reach stage aimed at the
+        pre-push point alone; `benchmarks/push_phi_jumps.py`)."""
         pos = self.body_pos(self.block)
         d_goal = float(np.linalg.norm(pos[:2] - self.goal_pos[:2]))
         if d_goal < PUSH_TOLERANCE:
@@ -105,11 +108,11 @@ class PushEnv(SO101TaskEnv):
         """The TCP is low, within ``ALIGN_TOL`` of the block-goal line, between the pre-push point
         and the block."""
         along, lateral, z = self._zone_coords(block_pos)
-        return -PRE_PUSH_DISTANCE - ALIGN_TOL <= along <= 0.0 and lateral <= ALIGN_TOL and z <= 0.025 + ALIGN_TOL
+        return -PRE_PUSH_DISTANCE - ALIGN_TOL <= along <= 0.0 and lateral <= ALIGN_TOL and z <= PUSH_HEIGHT + ALIGN_TOL
 
     def _reach_distance(self, block_pos: np.ndarray) -> float:
         """Metres from the TCP to the far part of the behind-the-block zone (along from the
         pre-push point's far tolerance to ``REACH_NEAR`` behind the block): 0 inside it."""
         along, lateral, z = self._zone_coords(block_pos)
         d_along = max(-PRE_PUSH_DISTANCE - ALIGN_TOL - along, along + REACH_NEAR, 0.0)
-        return float(np.linalg.norm([d_along, max(lateral - ALIGN_TOL, 0.0), max(z - 0.025 - ALIGN_TOL, 0.0)]))
+        return float(np.linalg.norm([d_along, max(lateral - ALIGN_TOL, 0.0), max(z - PUSH_HEIGHT - ALIGN_TOL, 0.0)]))
