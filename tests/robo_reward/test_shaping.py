@@ -90,6 +90,41 @@ def test_pbrs_ignores_phi_on_terminal_states(mdp):
     np.testing.assert_allclose(Qs[live], Q[live] - phi[live, None], atol=1e-6)
 
 
+def evaluate_policy_q(P: np.ndarray, R: np.ndarray, terminal: np.ndarray, gamma: float, pi: np.ndarray,
+                      iters: int = 5000) -> np.ndarray:
+    """Q of a fixed stochastic policy ``pi`` (S, A): what an actor-critic's critic estimates."""
+    S, A, _ = P.shape
+    Q = np.zeros((S, A))
+    cont = (~terminal).astype(float)
+    for _ in range(iters):
+        V = (pi * Q).sum(axis=1) * cont
+        Qn = (P * (R + gamma * V[None, None, :])).sum(-1)
+        if np.abs(Qn - Q).max() < 1e-12:
+            break
+        Q = Qn
+    return Q
+
+
+@settings(max_examples=40, deadline=None)
+@given(mdps(), st.integers(0, 2**31 - 1))
+def test_pbrs_leaves_every_policys_advantages_unchanged(mdp, pi_seed):
+    """For *any* fixed policy, not only the optimal one, Q'^pi = Q^pi - Phi(s): the shaped critic
+    ranks actions exactly as the unshaped one. So once SAC's critic has evaluated a policy that
+    never reaches the task reward, Phi gives its actor no preference at all (Q' = -Phi(s) for
+    every action); PBRS steers exploration only while the critic is still learning (Wiewiora
+    2003: PBRS equals initialising Q with Phi). Why shaped SAC can stall short of the goal."""
+    P, R, terminal, gamma, phi = mdp
+    phi = np.where(terminal, 0.0, phi)
+    pi = np.random.default_rng(pi_seed).dirichlet(np.ones(P.shape[1]), size=P.shape[0])
+    Q = evaluate_policy_q(P, R, terminal, gamma, pi)
+    Qs = evaluate_policy_q(P, shaped_rewards(R, phi, terminal, gamma, "pbrs"), terminal, gamma, pi)
+    live = ~terminal
+    np.testing.assert_allclose(Qs[live], Q[live] - phi[live, None], atol=1e-6)
+    # a task reward the policy never collects: the shaped critic is flat in the action
+    Qz = evaluate_policy_q(P, shaped_rewards(np.zeros_like(R), phi, terminal, gamma, "pbrs"), terminal, gamma, pi)
+    np.testing.assert_allclose(Qz[live], np.broadcast_to(-phi[live, None], Qz[live].shape), atol=1e-6)
+
+
 def semantic_trap(gamma: float = 0.99):
     """start -(go)-> near (Phi 0.9) -(finish)-> goal (terminal, r=1); near -(stay)-> near.
     Action 0 = stay/idle, action 1 = advance."""
