@@ -30,7 +30,11 @@ VARIANTS = {
     "dense_pbrs": ["--reward=dense", "--shaping=pbrs"],
     "learned_pbrs": ["--reward=learned", "--shaping=pbrs"],
     "learned_naive": ["--reward=learned", "--shaping=naive"],
+    # not in the default set: naive with the ground-truth potential (separates naive's effect from
+    # the learned model's errors)
+    "dense_naive": ["--reward=dense", "--shaping=naive"],
 }
+DEFAULT_VARIANTS = ("sparse", "dense_pbrs", "learned_pbrs", "learned_naive")
 
 
 def run_one(variant: str, seed: int, args, out: Path) -> dict:
@@ -71,7 +75,7 @@ def main() -> int:
     p.add_argument("--task", default="push")
     p.add_argument("--steps", type=int, default=12000)
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS))
     p.add_argument("--reward-model", default="outputs/reward/push_default")
     p.add_argument("--demos", default="")
     p.add_argument("--bc-steps", type=int, default=2000)
