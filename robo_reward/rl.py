@@ -100,9 +100,10 @@ class RLConfig:
     discounted value of finishing at a demo's pace (H: the steps a whole demo takes, e.g. the mean
     length of the successful demos). Still PBRS, so still policy-invariant."""
     ent_coef: str = "auto"
-    """SAC entropy coefficient: auto, auto_<init> (tuned from <init>) or a fixed number. With demos
-    use a small init (auto_0.01): at 1.0 the entropy bonus outweighs rewards of order one and drags
-    the cloned policy's mean to zero."""
+    """SAC entropy coefficient: auto, auto_<init> (tuned from <init>) or a fixed number. Returns
+    here are of order one (a success, a potential in [0, 1]), so use a small init (auto_0.01),
+    with or without demos: at 1.0 the entropy bonus outweighs the reward for thousands of updates,
+    dragging a cloned policy's mean to zero and keeping a fresh one's mean actions near zero."""
     lr: float = 3e-4
     batch_size: int = 256
     learning_starts: int = 1000
