@@ -1,0 +1,110 @@
+"""Where does an RL policy park, by the learned potential and by the truth? Rolls out the
+deterministic policy of an `robo-reward rl` run with the reward model it was trained on (the
+cameras it reads rendered every step) and logs, per frame, the learned progress Phi next to the
+sim's ground-truth progress. A policy trained on a learned Phi that parks where the learned Phi
+is well above the truth has found states the model over-rates.
+
+    python benchmarks/learned_vs_true_phi.py outputs/bench_rl_v4/push/learned_pbrs/seed0 \
+        --reward-model=outputs/reward/push_v3 --episodes=10
+
+Writes benchmarks/results/learned_vs_true_phi_<task>.json and a plot of both curves per episode.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def rollouts(run: Path, reward_model: str, episodes: int, seed: int) -> dict:
+    from robo_reward.rl import SB3Policy, make_vec_env
+    from robo_reward.shaping import LearnedPotential, Shaper
+
+    cfg = json.loads((run / "config.json").read_text())
+    policy = SB3Policy(run)
+    potential = LearnedPotential.from_runs([reward_model], num_envs=1)
+    venv = make_vec_env(cfg["task"], 1, potential, Shaper("none"), seed=seed,
+                        max_episode_steps=cfg.get("max_episode_steps"))
+    env = venv.venv.envs[0].unwrapped
+    eps = []
+    for _ in range(episodes):
+        obs = venv.reset()
+        learned = [float(venv._phi[0])]
+        true = [env._info(env.evaluate())["progress"]]
+        success = False
+        while True:
+            action, _ = policy.model.predict(obs, deterministic=True)
+            obs, _r, done, info = venv.step(action)
+            learned.append(float(info[0]["phi"]))
+            true.append(float(info[0]["progress"]))  # the step's info: right even when the env has reset
+            if done[0]:
+                success = bool(info[0]["success"])
+                break
+        learned_a, true_a = np.array(learned), np.array(true)
+        tail = slice(-min(20, len(learned_a)), None)
+        eps.append({"success": success, "length": len(learned) - 1, "learned": learned_a.round(4).tolist(),
+                    "true": true_a.round(4).tolist(), "learned_final": float(learned_a[tail].mean()),
+                    "true_final": float(true_a[tail].mean()),
+                    "over_rating_final": float(learned_a[tail].mean() - true_a[tail].mean())})
+    venv.close()
+    failed = [e for e in eps if not e["success"]]
+    return {"run": str(run), "reward_model": reward_model, "task": cfg["task"], "reward": cfg["reward"],
+            "shaping": cfg["shaping"], "episodes": eps,
+            "success_rate": float(np.mean([e["success"] for e in eps])),
+            "failed_mean_learned_final": float(np.mean([e["learned_final"] for e in failed])) if failed else None,
+            "failed_mean_true_final": float(np.mean([e["true_final"] for e in failed])) if failed else None,
+            "correlation": _corr(np.concatenate([e["learned"] for e in eps]), np.concatenate([e["true"] for e in eps]))}
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Pearson correlation, None where either side is constant."""
+    return float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else None
+
+
+def plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = max(len(r["episodes"]) for r in results)
+    fig, axes = plt.subplots(len(results), n, figsize=(2.2 * n, 2.2 * len(results)), squeeze=False, sharey=True)
+    for row, r in zip(axes, results, strict=True):
+        for ax, e in zip(row, r["episodes"], strict=False):
+            ax.plot(e["learned"], label="learned Phi")
+            ax.plot(e["true"], label="true progress")
+            ax.set_title(("success" if e["success"] else "fail") + f", {e['length']} steps", fontsize=8)
+            ax.set_ylim(-0.02, 1.02)
+        row[0].set_ylabel(Path(r["run"]).parent.name + "/" + Path(r["run"]).name, fontsize=8)
+    axes[0][0].legend(fontsize=7)
+    fig.supxlabel("frame")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", type=Path, help="robo-reward rl run directories")
+    p.add_argument("--reward-model", required=True, help="train-reward run whose Phi is compared with the truth")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--seed", type=int, default=10_000)
+    p.add_argument("--out", default="benchmarks/results/learned_vs_true_phi_{task}.json")
+    args = p.parse_args()
+    results = [rollouts(run, args.reward_model, args.episodes, args.seed) for run in args.runs]
+    out = Path(args.out.format(task=results[0]["task"]))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"episodes": args.episodes, "seed": args.seed, "results": results}, indent=1))
+    plot(results, out.with_suffix(".png"))
+    for r in results:
+        print(f"{r['run']}: success {r['success_rate']:.2f}; failed episodes end at learned Phi "
+              f"{r['failed_mean_learned_final']} vs true {r['failed_mean_true_final']}; corr {r['correlation']}")
+    print(f"wrote {out} and {out.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
