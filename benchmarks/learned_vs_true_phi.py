@@ -25,7 +25,7 @@ def rollouts(run: Path, reward_model: str, episodes: int, seed: int) -> dict:
 
     cfg = json.loads((run / "config.json").read_text())
     policy = SB3Policy(run)
-    potential = LearnedPotential.from_runs([reward_model], num_envs=1)
+    potential = LearnedPotential.from_runs([r for r in reward_model.split(",") if r], num_envs=1)
     venv = make_vec_env(cfg["task"], 1, potential, Shaper("none"), seed=seed,
                         max_episode_steps=cfg.get("max_episode_steps"))
     env = venv.venv.envs[0].unwrapped
@@ -33,6 +33,7 @@ def rollouts(run: Path, reward_model: str, episodes: int, seed: int) -> dict:
     for _ in range(episodes):
         obs = venv.reset()
         learned = [float(venv._phi[0])]
+        spread = []  # ensemble std per frame (several --reward-model runs), the reset frame's left out
         true = [env._info(env.evaluate())["progress"]]
         success = False
         while True:
@@ -43,16 +44,26 @@ def rollouts(run: Path, reward_model: str, episodes: int, seed: int) -> dict:
             if done[0]:
                 success = bool(info[0]["success"])
                 break
+            if potential.disagreement() is not None:
+                spread.append(float(potential.disagreement()[0]))
         learned_a, true_a = np.array(learned), np.array(true)
         tail = slice(-min(20, len(learned_a)), None)
         eps.append({"success": success, "length": len(learned) - 1, "learned": learned_a.round(4).tolist(),
                     "true": true_a.round(4).tolist(), "learned_final": float(learned_a[tail].mean()),
                     "true_final": float(true_a[tail].mean()),
-                    "over_rating_final": float(learned_a[tail].mean() - true_a[tail].mean())})
+                    "over_rating_final": float(learned_a[tail].mean() - true_a[tail].mean()),
+                    "spread": np.round(spread, 4).tolist()})
     venv.close()
+    spread_where = None
+    if any(e["spread"] for e in eps):  # is the ensemble less sure where it over-rates the state?
+        over = np.concatenate([np.array(e["learned"][1:len(e["spread"]) + 1]) - e["true"][1:len(e["spread"]) + 1]
+                               for e in eps])
+        sp = np.concatenate([e["spread"] for e in eps])
+        spread_where = {"over_rated_by_0.3": float(sp[over > 0.3].mean()) if (over > 0.3).any() else None,
+                        "within_0.1": float(sp[np.abs(over) < 0.1].mean()) if (np.abs(over) < 0.1).any() else None}
     failed = [e for e in eps if not e["success"]]
     return {"run": str(run), "reward_model": reward_model, "task": cfg["task"], "reward": cfg["reward"],
-            "shaping": cfg["shaping"], "episodes": eps,
+            "shaping": cfg["shaping"], "episodes": eps, "ensemble_spread": spread_where,
             "success_rate": float(np.mean([e["success"] for e in eps])),
             "failed_mean_learned_final": float(np.mean([e["learned_final"] for e in failed])) if failed else None,
             "failed_mean_true_final": float(np.mean([e["true_final"] for e in failed])) if failed else None,
@@ -89,7 +100,9 @@ def plot(results: list[dict], path: Path) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", type=Path, help="robo-reward rl run directories")
-    p.add_argument("--reward-model", required=True, help="train-reward run whose Phi is compared with the truth")
+    p.add_argument("--reward-model", required=True,
+                   help="train-reward run whose Phi is compared with the truth (comma-separated: an ensemble, "
+                        "its mean Phi and per-frame spread)")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=10_000)
     p.add_argument("--out", default="benchmarks/results/learned_vs_true_phi_{task}.json")
@@ -101,7 +114,8 @@ def main() -> int:
     plot(results, out.with_suffix(".png"))
     for r in results:
         print(f"{r['run']}: success {r['success_rate']:.2f}; failed episodes end at learned Phi "
-              f"{r['failed_mean_learned_final']} vs true {r['failed_mean_true_final']}; corr {r['correlation']}")
+              f"{r['failed_mean_learned_final']} vs true {r['failed_mean_true_final']}; corr {r['correlation']}; "
+              f"ensemble spread {r['ensemble_spread']}")
     print(f"wrote {out} and {out.with_suffix('.png')}")
     return 0
 
