@@ -28,13 +28,12 @@ def rollouts(run: Path, reward_model: str, episodes: int, seed: int) -> dict:
     potential = LearnedPotential.from_runs([r for r in reward_model.split(",") if r], num_envs=1)
     venv = make_vec_env(cfg["task"], 1, potential, Shaper("none"), seed=seed,
                         max_episode_steps=cfg.get("max_episode_steps"))
-    env = venv.venv.envs[0].unwrapped
     eps = []
     for _ in range(episodes):
         obs = venv.reset()
-        learned = [float(venv._phi[0])]
+        learned = [float(venv._phi[0])]  # the shaper's Phi of the reset frame
         spread = []  # ensemble std per frame (several --reward-model runs), the reset frame's left out
-        true = [env._info(env.evaluate())["progress"]]
+        true = [float(venv.venv.reset_infos[0]["progress"])]
         success = False
         while True:
             action, _ = policy.model.predict(obs, deterministic=True)

@@ -26,14 +26,16 @@ from robo_reward.shaping import (
 
 
 # ---- tabular MDPs ----------------------------------------------------------------------------
-def q_iteration(P: np.ndarray, R: np.ndarray, terminal: np.ndarray, gamma: float, iters: int = 3000) -> np.ndarray:
-    """Optimal Q of a finite MDP. P (S, A, S), R (S, A, S) rewards on transitions; terminal states
-    end the episode (no value after them)."""
+def q_iteration(P: np.ndarray, R: np.ndarray, terminal: np.ndarray, gamma: float, pi: np.ndarray | None = None,
+                iters: int = 5000) -> np.ndarray:
+    """Q of a finite MDP: the optimal one, or with ``pi`` (S, A) that of this fixed stochastic policy
+    (what an actor-critic's critic estimates). P (S, A, S), R (S, A, S) rewards on transitions;
+    terminal states end the episode (no value after them)."""
     S, A, _ = P.shape
     Q = np.zeros((S, A))
     cont = (~terminal).astype(float)
     for _ in range(iters):
-        V = Q.max(axis=1) * cont
+        V = (Q.max(axis=1) if pi is None else (pi * Q).sum(axis=1)) * cont
         Qn = (P * (R + gamma * V[None, None, :])).sum(-1)
         if np.abs(Qn - Q).max() < 1e-12:
             break
@@ -90,21 +92,6 @@ def test_pbrs_ignores_phi_on_terminal_states(mdp):
     np.testing.assert_allclose(Qs[live], Q[live] - phi[live, None], atol=1e-6)
 
 
-def evaluate_policy_q(P: np.ndarray, R: np.ndarray, terminal: np.ndarray, gamma: float, pi: np.ndarray,
-                      iters: int = 5000) -> np.ndarray:
-    """Q of a fixed stochastic policy ``pi`` (S, A): what an actor-critic's critic estimates."""
-    S, A, _ = P.shape
-    Q = np.zeros((S, A))
-    cont = (~terminal).astype(float)
-    for _ in range(iters):
-        V = (pi * Q).sum(axis=1) * cont
-        Qn = (P * (R + gamma * V[None, None, :])).sum(-1)
-        if np.abs(Qn - Q).max() < 1e-12:
-            break
-        Q = Qn
-    return Q
-
-
 @settings(max_examples=40, deadline=None)
 @given(mdps(), st.integers(0, 2**31 - 1))
 def test_pbrs_leaves_every_policys_advantages_unchanged(mdp, pi_seed):
@@ -116,12 +103,12 @@ def test_pbrs_leaves_every_policys_advantages_unchanged(mdp, pi_seed):
     P, R, terminal, gamma, phi = mdp
     phi = np.where(terminal, 0.0, phi)
     pi = np.random.default_rng(pi_seed).dirichlet(np.ones(P.shape[1]), size=P.shape[0])
-    Q = evaluate_policy_q(P, R, terminal, gamma, pi)
-    Qs = evaluate_policy_q(P, shaped_rewards(R, phi, terminal, gamma, "pbrs"), terminal, gamma, pi)
+    Q = q_iteration(P, R, terminal, gamma, pi)
+    Qs = q_iteration(P, shaped_rewards(R, phi, terminal, gamma, "pbrs"), terminal, gamma, pi)
     live = ~terminal
     np.testing.assert_allclose(Qs[live], Q[live] - phi[live, None], atol=1e-6)
     # a task reward the policy never collects: the shaped critic is flat in the action
-    Qz = evaluate_policy_q(P, shaped_rewards(np.zeros_like(R), phi, terminal, gamma, "pbrs"), terminal, gamma, pi)
+    Qz = q_iteration(P, shaped_rewards(np.zeros_like(R), phi, terminal, gamma, "pbrs"), terminal, gamma, pi)
     np.testing.assert_allclose(Qz[live], np.broadcast_to(-phi[live, None], Qz[live].shape), atol=1e-6)
 
 
