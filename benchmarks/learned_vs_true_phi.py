@@ -7,6 +7,11 @@ is well above the truth has found states the model over-rates.
     python benchmarks/learned_vs_true_phi.py outputs/bench_rl_v4/push/learned_pbrs/seed0 \
         --reward-model=outputs/reward/push_v3 --episodes=10
 
+With ``--state-ablation`` (a model that reads proprioception), Phi is also computed with the joint
+state held at the episode's reset pose while the cameras show the real frames: where that Phi
+stays near zero, the model's progress comes from the arm's joints, which the RL policy sets
+directly, not from what the cameras show of the task.
+
 Writes benchmarks/results/learned_vs_true_phi_<task>.json and a plot of both curves per episode.
 """
 
@@ -19,17 +24,44 @@ from pathlib import Path
 import numpy as np
 
 
-def rollouts(run: Path, reward_model: str, episodes: int, seed: int) -> dict:
+class StateFrozen:
+    """The potential as the shaper sees it, plus the same model run beside it on the same frames
+    with the joint state held at the reset pose (``frozen`` logs that Phi per call)."""
+
+    def __init__(self, potential, twin):
+        self.potential, self.twin = potential, twin
+        self.home = None
+        self.frozen: list[float] = []
+
+    def __getattr__(self, name):
+        return getattr(self.potential, name)
+
+    def __call__(self, obs, first, active=None):
+        phi = self.potential(obs, first, active)
+        if first[0]:
+            self.home = np.array(obs["agent_pos"], copy=True)
+        self.frozen.append(float(self.twin({**obs, "agent_pos": self.home}, first, active)[0]))
+        return phi
+
+
+def rollouts(run: Path, reward_model: str, episodes: int, seed: int, state_ablation: bool = False) -> dict:
     from robo_reward.rl import SB3Policy, make_vec_env
     from robo_reward.shaping import LearnedPotential, Shaper
 
     cfg = json.loads((run / "config.json").read_text())
     policy = SB3Policy(run)
-    potential = LearnedPotential.from_runs([r for r in reward_model.split(",") if r], num_envs=1)
+    runs = [r for r in reward_model.split(",") if r]
+    potential = LearnedPotential.from_runs(runs, num_envs=1)
+    if state_ablation:
+        if not potential.needs_state:
+            raise ValueError(f"--state-ablation: {reward_model} reads no proprioception (use_state is false)")
+        potential = StateFrozen(potential, LearnedPotential.from_runs(runs, num_envs=1))
     venv = make_vec_env(cfg["task"], 1, potential, Shaper("none"), seed=seed,
                         max_episode_steps=cfg.get("max_episode_steps"))
     eps = []
     for _ in range(episodes):
+        if state_ablation:
+            potential.frozen.clear()
         obs = venv.reset()
         learned = [float(venv._phi[0])]  # the shaper's Phi of the reset frame
         spread = []  # ensemble std per frame (several --reward-model runs), the reset frame's left out
@@ -47,7 +79,13 @@ def rollouts(run: Path, reward_model: str, episodes: int, seed: int) -> dict:
                 spread.append(float(potential.disagreement()[0]))
         learned_a, true_a = np.array(learned), np.array(true)
         tail = slice(-min(20, len(learned_a)), None)
-        eps.append({"success": success, "length": len(learned) - 1, "learned": learned_a.round(4).tolist(),
+        if state_ablation:  # calls: reset frame, then per step Phi(s') (and a reset frame after done)
+            frozen = np.array(potential.frozen[:len(learned_a)])
+            eps_extra = {"learned_state_frozen": frozen.round(4).tolist(),
+                         "learned_state_frozen_final": float(frozen[tail].mean())}
+        else:
+            eps_extra = {}
+        eps.append({**eps_extra, "success": success, "length": len(learned) - 1, "learned": learned_a.round(4).tolist(),
                     "true": true_a.round(4).tolist(), "learned_final": float(learned_a[tail].mean()),
                     "true_final": float(true_a[tail].mean()),
                     "over_rating_final": float(learned_a[tail].mean() - true_a[tail].mean()),
@@ -64,6 +102,9 @@ def rollouts(run: Path, reward_model: str, episodes: int, seed: int) -> dict:
     return {"run": str(run), "reward_model": reward_model, "task": cfg["task"], "reward": cfg["reward"],
             "shaping": cfg["shaping"], "episodes": eps, "ensemble_spread": spread_where,
             "success_rate": float(np.mean([e["success"] for e in eps])),
+            "mean_learned_state_frozen": (float(np.mean(np.concatenate([e["learned_state_frozen"] for e in eps])))
+                                          if state_ablation else None),
+            "mean_learned": float(np.mean(np.concatenate([e["learned"] for e in eps]))),
             "failed_mean_learned_final": float(np.mean([e["learned_final"] for e in failed])) if failed else None,
             "failed_mean_true_final": float(np.mean([e["true_final"] for e in failed])) if failed else None,
             "correlation": _corr(np.concatenate([e["learned"] for e in eps]), np.concatenate([e["true"] for e in eps]))}
@@ -86,6 +127,8 @@ def plot(results: list[dict], path: Path) -> None:
         for ax, e in zip(row, r["episodes"], strict=False):
             ax.plot(e["learned"], label="learned Phi")
             ax.plot(e["true"], label="true progress")
+            if "learned_state_frozen" in e:
+                ax.plot(e["learned_state_frozen"], ":", label="learned, joints frozen")
             ax.set_title(("success" if e["success"] else "fail") + f", {e['length']} steps", fontsize=8)
             ax.set_ylim(-0.02, 1.02)
         row[0].set_ylabel(Path(r["run"]).parent.name + "/" + Path(r["run"]).name, fontsize=8)
@@ -104,9 +147,11 @@ def main() -> int:
                         "its mean Phi and per-frame spread)")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=10_000)
+    p.add_argument("--state-ablation", action="store_true",
+                   help="also compute Phi with the joint state held at the reset pose (models with use_state)")
     p.add_argument("--out", default="benchmarks/results/learned_vs_true_phi_{task}.json")
     args = p.parse_args()
-    results = [rollouts(run, args.reward_model, args.episodes, args.seed) for run in args.runs]
+    results = [rollouts(run, args.reward_model, args.episodes, args.seed, args.state_ablation) for run in args.runs]
     out = Path(args.out.format(task=results[0]["task"]))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"episodes": args.episodes, "seed": args.seed, "results": results}, indent=1))
@@ -114,7 +159,9 @@ def main() -> int:
     for r in results:
         print(f"{r['run']}: success {r['success_rate']:.2f}; failed episodes end at learned Phi "
               f"{r['failed_mean_learned_final']} vs true {r['failed_mean_true_final']}; corr {r['correlation']}; "
-              f"ensemble spread {r['ensemble_spread']}")
+              f"ensemble spread {r['ensemble_spread']}"
+              + (f"; mean Phi {r['mean_learned']:.3f}, joints frozen {r['mean_learned_state_frozen']:.3f}"
+                 if r["mean_learned_state_frozen"] is not None else ""))
     print(f"wrote {out} and {out.with_suffix('.png')}")
     return 0
 
