@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -179,7 +180,14 @@ def make_potential(cfg: RLConfig, num_envs: int) -> Potential | None:
         return GroundTruthPotential()
     if cfg.reward == "learned":
         runs = [r.strip() for r in cfg.reward_model.split(",") if r.strip()]
-        return LearnedPotential.from_runs(runs, num_envs=num_envs)
+        potential = LearnedPotential.from_runs(runs, num_envs=num_envs)
+        if potential.needs_state:
+            warnings.warn(f"--reward-model={cfg.reward_model} reads proprioception (use_state: true). The policy sets "
+                          "the joints directly and can raise such a Phi without doing the task: on push, Phi with "
+                          "the joints held at the reset pose reads 0.01 (benchmarks/learned_vs_true_phi.py "
+                          "--state-ablation). For RL, train the reward model with --model.use_state=false.",
+                          UserWarning, stacklevel=2)
+        return potential
     return None
 
 

@@ -108,3 +108,24 @@ def test_rl_cli_bad_flags(tmp_path, capsys, argv, msg):
 def test_rl_config_auto_shaping():
     assert RLConfig(reward="sparse").shaping == "none"
     assert RLConfig(reward="dense").shaping == "pbrs"
+
+
+def test_learned_reward_reading_joints_warns(tmp_path, tiny_run):
+    """A reward model that reads proprioception is hackable by a policy that sets the joints:
+    `rl` says so; a video-only model (tiny_run) passes silently."""
+    import warnings
+
+    from robo_reward.models.config import RewardModelConfig
+    from robo_reward.models.modeling import ProcessRewardModel
+    from robo_reward.rl import make_potential
+
+    ProcessRewardModel(RewardModelConfig(cameras=["front"], image_size=32, window=4, frame_gap=2, dim=32, heads=2,
+                                         temporal_layers=1, stage_names=["a", "b"], temporal_proportions=[0.4, 0.6],
+                                         use_state=True, state_dim=6)).save(tmp_path / "joints")
+    with pytest.warns(UserWarning, match=r"reads proprioception.*--model.use_state=false"):
+        pot = make_potential(RLConfig(reward="learned", reward_model=str(tmp_path / "joints")), 1)
+    assert pot.needs_state
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert not make_potential(RLConfig(reward="learned", reward_model=str(tiny_run)), 1).needs_state
+    assert not [w for w in caught if "proprioception" in str(w.message)]
