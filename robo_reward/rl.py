@@ -184,7 +184,7 @@ def make_potential(cfg: RLConfig, num_envs: int) -> Potential | None:
         if potential.needs_state:
             warnings.warn(f"--reward-model={cfg.reward_model} reads proprioception (use_state: true). The policy sets "
                           "the joints directly and can raise such a Phi without doing the task: on push, Phi with "
-                          "the joints held at the reset pose reads 0.01 (benchmarks/learned_vs_true_phi.py "
+                          "the joints held at the reset pose reads about 0.006 (benchmarks/learned_vs_true_phi.py "
                           "--state-ablation). For RL, train the reward model with --model.use_state=false.",
                           UserWarning, stacklevel=2)
         return potential
