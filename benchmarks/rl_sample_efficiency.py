@@ -120,13 +120,14 @@ def main() -> int:
             "render_share": sum(r["render_s"] or 0.0 for r in rs) / walls,
             "reward_inference_share": sum(r["reward_inference_s"] for r in rs) / walls,
         }
+    budgets = budget_table(runs)
     ratio = None
     if all(k in summary for k in ("learned_pbrs", "dense_pbrs")):
         a, b = summary["learned_pbrs"]["steps_to_80_mean"], summary["dense_pbrs"]["steps_to_80_mean"]
         ratio = a / b if a and b else None
     result = {"task": args.task, "steps": args.steps, "seeds": seeds, "num_envs": args.num_envs, "utd": args.utd,
               "demos": args.demos or None, "reward_model": args.reward_model, "wall_s": wall,
-              "extra": args.extra, "learned_over_dense_steps_to_80": ratio, "summary": summary, "runs": runs}
+              "extra": args.extra, "learned_over_dense_steps_to_80": ratio, "summary": summary, "budgets": budgets, "runs": runs}
     out = Path(args.out.format(task=args.task))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
@@ -136,8 +137,29 @@ def main() -> int:
               f"steps to 80% {s['steps_to_80_per_seed']}, {s['env_steps_per_s']:.0f} steps/s "
               f"(render {s['render_share']:.0%}, reward model {s['reward_inference_share']:.0%})")
     print(f"learned/dense steps to 80%: {ratio}")
+    for b in budgets["table"]:
+        print("  " + f"{b['env_steps']:>7} steps: " + ", ".join(f"{v} {b[v]:.2f}" for v in variants))
+    print(f"acceptance (a budget where sparse <= 20% and learned PBRS >= 80%): {budgets['acceptance']}")
     print(f"wrote {out} and {out.with_suffix('.png')} ({wall / 60:.1f} min)")
     return 0
+
+
+def budget_table(runs: dict[str, list[dict]]) -> dict:
+    """Mean eval success of every variant at each evaluated budget (the eval steps all runs share),
+    and the acceptance check of the RL issue: the budgets at which sparse stays at or below 20%
+    while learned PBRS reaches at least 80% (mean over seeds)."""
+    common = sorted(set.intersection(*({e["env_steps"] for e in r["evals"]} for rs in runs.values() for r in rs)))
+    table = []
+    for step in common:
+        row: dict = {"env_steps": step}
+        for v, rs in runs.items():
+            row[v] = float(np.mean([next(e["success_rate"] for e in r["evals"] if e["env_steps"] == step) for r in rs]))
+        table.append(row)
+    ok = [b["env_steps"] for b in table
+          if "sparse" in b and "learned_pbrs" in b and b["sparse"] <= 0.2 and b["learned_pbrs"] >= 0.8]
+    sparse_ok = [b["env_steps"] for b in table if b.get("sparse", 1.0) <= 0.2]
+    return {"table": table, "largest_budget_sparse_at_most_20": max(sparse_ok) if sparse_ok else None,
+            "acceptance": {"met": bool(ok), "budgets": ok}}
 
 
 def plot(result: dict, path: Path) -> None:
