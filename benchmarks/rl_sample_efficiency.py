@@ -121,12 +121,15 @@ def main() -> int:
             "reward_inference_share": sum(r["reward_inference_s"] for r in rs) / walls,
         }
     budgets = budget_table(runs)
+    run_wall = float(sum(r["wall_s"] for rs in runs.values() for r in rs))
     ratio = None
     if all(k in summary for k in ("learned_pbrs", "dense_pbrs")):
         a, b = summary["learned_pbrs"]["steps_to_80_mean"], summary["dense_pbrs"]["steps_to_80_mean"]
         ratio = a / b if a and b else None
     result = {"task": args.task, "steps": args.steps, "seeds": seeds, "num_envs": args.num_envs, "utd": args.utd,
-              "demos": args.demos or None, "reward_model": args.reward_model, "wall_s": wall,
+              "demos": args.demos or None, "reward_model": args.reward_model,
+              # this call's wall time (about zero when every run is reused) and the runs' own training time
+              "wall_s": wall, "runs_wall_s_sum": run_wall, "parallel": args.parallel,
               "extra": args.extra, "learned_over_dense_steps_to_80": ratio, "summary": summary, "budgets": budgets, "runs": runs}
     out = Path(args.out.format(task=args.task))
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -140,7 +143,8 @@ def main() -> int:
     for b in budgets["table"]:
         print("  " + f"{b['env_steps']:>7} steps: " + ", ".join(f"{v} {b[v]:.2f}" for v in variants))
     print(f"acceptance (a budget where sparse <= 20% and learned PBRS >= 80%): {budgets['acceptance']}")
-    print(f"wrote {out} and {out.with_suffix('.png')} ({wall / 60:.1f} min)")
+    print(f"wrote {out} and {out.with_suffix('.png')} ({wall / 60:.1f} min for this call; the runs trained for "
+          f"{run_wall / 60:.1f} min in all, about {run_wall / 60 / args.parallel:.1f} min at {args.parallel} at a time)")
     return 0
 
 
