@@ -15,6 +15,24 @@ from sim.collect import collect  # noqa: E402
 TINY = dict(dim=32, heads=2, temporal_layers=1, window=4, frame_gap=2)
 
 
+def _tiny_model(cameras=("front", "wrist"), state_dim=0):
+    """An untrained tiny reward model (seeded): for tests of the potential, not of training."""
+    import torch
+
+    from robo_reward.models.modeling import ProcessRewardModel
+
+    torch.manual_seed(0)
+    cfg = RewardModelConfig(cameras=list(cameras), image_size=32, stage_names=["a", "b"], temporal_proportions=[0.4, 0.6],
+                            use_state=state_dim > 0, state_dim=state_dim, **TINY)
+    return ProcessRewardModel(cfg).eval()
+
+
+@pytest.fixture
+def tiny_model():
+    """Factory of untrained tiny reward models: ``tiny_model(cameras=..., state_dim=...)``."""
+    return _tiny_model
+
+
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("rm") / "push"

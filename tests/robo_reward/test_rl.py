@@ -110,18 +110,14 @@ def test_rl_config_auto_shaping():
     assert RLConfig(reward="dense").shaping == "pbrs"
 
 
-def test_learned_reward_reading_joints_warns(tmp_path, tiny_run):
+def test_learned_reward_reading_joints_warns(tmp_path, tiny_run, tiny_model):
     """A reward model that reads proprioception is hackable by a policy that sets the joints:
     `rl` says so; a video-only model (tiny_run) passes silently."""
     import warnings
 
-    from robo_reward.models.config import RewardModelConfig
-    from robo_reward.models.modeling import ProcessRewardModel
     from robo_reward.rl import make_potential
 
-    ProcessRewardModel(RewardModelConfig(cameras=["front"], image_size=32, window=4, frame_gap=2, dim=32, heads=2,
-                                         temporal_layers=1, stage_names=["a", "b"], temporal_proportions=[0.4, 0.6],
-                                         use_state=True, state_dim=6)).save(tmp_path / "joints")
+    tiny_model(cameras=["front"], state_dim=6).save(tmp_path / "joints")
     with pytest.warns(UserWarning, match=r"reads proprioception.*--model.use_state=false"):
         pot = make_potential(RLConfig(reward="learned", reward_model=str(tmp_path / "joints")), 1)
     assert pot.needs_state

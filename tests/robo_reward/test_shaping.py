@@ -255,18 +255,7 @@ def test_shaper_rejects_bad_gamma():
 
 
 # ---- the learned potential -------------------------------------------------------------------
-def tiny_model(cameras=("front", "wrist"), state_dim=0):
-    from robo_reward.models.config import RewardModelConfig
-    from robo_reward.models.modeling import ProcessRewardModel
-
-    torch.manual_seed(0)
-    cfg = RewardModelConfig(cameras=list(cameras), image_size=32, window=4, frame_gap=2, dim=32, heads=2,
-                            temporal_layers=1, stage_names=["a", "b"], temporal_proportions=[0.4, 0.6],
-                            use_state=state_dim > 0, state_dim=state_dim)
-    return ProcessRewardModel(cfg).eval()
-
-
-def test_learned_potential_cached_inference_matches_whole_episode():
+def test_learned_potential_cached_inference_matches_whole_episode(tiny_model):
     """Encoding only the newest frame each step (cached tokens) gives the same Phi as running
     every causal window of the episode at once, for two envs with different episode starts."""
     from robo_reward.eval_reward import predict_episode
@@ -299,7 +288,7 @@ def test_learned_potential_cached_inference_matches_whole_episode():
     np.testing.assert_allclose(got[1], ref[1], atol=1e-5)
 
 
-def test_learned_potential_with_proprioception_matches_whole_episode():
+def test_learned_potential_with_proprioception_matches_whole_episode(tiny_model):
     """A use_state model reads obs['agent_pos'] beside the cameras; online (cached tokens) it
     gives the same Phi as eval-reward's whole-episode pass, and the state really moves Phi."""
     from robo_reward.eval_reward import predict_episode
@@ -326,7 +315,7 @@ def test_learned_potential_with_proprioception_matches_whole_episode():
         model.progress(frames[None, :4], state=np.zeros((1, 4, 5), np.float32))
 
 
-def test_learned_potential_errors_on_missing_camera_and_nan_weights():
+def test_learned_potential_errors_on_missing_camera_and_nan_weights(tiny_model):
     model = tiny_model()
     pot = LearnedPotential(model, num_envs=1)
     img = np.zeros((1, 32, 32, 3), np.uint8)
@@ -341,7 +330,7 @@ def test_learned_potential_errors_on_missing_camera_and_nan_weights():
     assert r[0] == 0.0 and f[0] == 0.0
 
 
-def test_ensemble_disagreement_penalty():
+def test_ensemble_disagreement_penalty(tiny_model):
     a, b = tiny_model(), tiny_model()
     with torch.no_grad():
         b.tau_head.bias.add_(3.0)  # the second member disagrees
