@@ -17,6 +17,7 @@ for ``stall``, the drift of Phi while nothing moves (the truth's drift there is 
 
     python benchmarks/phi_off_distribution.py --task=push \
         --reward-model=outputs/reward/push_v3_video,outputs/reward/push_w1 --episodes=8
+    # an ensemble (mean Phi of its members): outputs/reward/a+outputs/reward/b
 
 Writes benchmarks/results/phi_off_distribution_<task>.json and a plot (Phi and truth per
 behaviour, one row per model).
@@ -69,7 +70,7 @@ def rollouts(task: str, runs: list[str], behaviours: list[str], episodes: int, s
     from robo_reward.shaping import LearnedPotential
     from sim.tasks import make_env
 
-    pots = {r: LearnedPotential.from_runs([r], num_envs=1) for r in runs}
+    pots = {r: LearnedPotential.from_runs(r.split("+"), num_envs=1) for r in runs}  # a+b: an ensemble
     cameras = tuple(dict.fromkeys(c for p in pots.values() for c in p.cameras))
     env = make_env(task, cameras=cameras, width=64, height=64, max_episode_steps=steps)
     out: dict[str, list[dict]] = {b: [] for b in behaviours}
@@ -158,7 +159,7 @@ def plot(res: dict, runs: list[str], behaviours: list[str], path: Path) -> None:
             ax.set_title(f"{b}: r={mm['corr'] if mm['corr'] is None else round(mm['corr'], 2)}, "
                          f"mae={mm['mae']:.2f}", fontsize=8)
             ax.set_ylim(-0.02, 1.02)
-        row[0].set_ylabel(Path(run).name, fontsize=8)
+        row[0].set_ylabel("+".join(Path(r).name for r in run.split("+")), fontsize=7)
     axes[0][0].legend(fontsize=7)
     fig.supxlabel("frame (solid: learned Phi, dashed: ground truth; 4 episodes each)")
     fig.tight_layout()
@@ -169,7 +170,8 @@ def plot(res: dict, runs: list[str], behaviours: list[str], path: Path) -> None:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--task", default="push")
-    p.add_argument("--reward-model", required=True, help="comma-separated train-reward runs, compared side by side")
+    p.add_argument("--reward-model", required=True,
+                   help="comma-separated train-reward runs, compared side by side; a+b+c: an ensemble (mean Phi)")
     p.add_argument("--behaviours", default=",".join(BEHAVIOURS))
     p.add_argument("--episodes", type=int, default=8, help="per behaviour")
     p.add_argument("--steps", type=int, default=80, help="episode length (the RL benchmark's max_episode_steps)")
@@ -185,7 +187,8 @@ def main() -> int:
     res = rollouts(args.task, runs, behaviours, args.episodes, args.steps, args.seed)
     from robo_reward.models.modeling import ProcessRewardModel
 
-    spans = {r: (lambda c: (c.window - 1) * c.frame_gap + 1)(ProcessRewardModel.load(r).config) for r in runs}
+    spans = {r: (lambda c: (c.window - 1) * c.frame_gap + 1)(ProcessRewardModel.load(r.split("+")[0]).config)
+             for r in runs}
     res["metrics"] = {r: {b: metrics(res["episodes"][b], r, spans[r]) for b in behaviours} for r in runs}
     res["metrics_all"] = {r: metrics([e for b in behaviours for e in res["episodes"][b]], r, spans[r]) for r in runs}
     out = Path(args.out.format(task=args.task))

@@ -63,6 +63,29 @@ def run_one(variant: str, seed: int, args, out: Path) -> dict:
     return json.loads(summary.read_text())
 
 
+def reuse_runs(args, seeds: list[int], variants: list[str]) -> dict[str, list[dict]]:
+    """The runs of ``--reuse-variants`` from ``--reuse-from``, after checking that that benchmark
+    ran the same task, budget, seeds and RL settings (its sparse and dense runs do not depend on
+    the reward model, so a new reward model needs only its learned runs)."""
+    if not args.reuse_from:
+        return {}
+    prev = json.loads(Path(args.reuse_from).read_text())
+    want = {"task": args.task, "steps": args.steps, "seeds": seeds, "num_envs": args.num_envs, "utd": args.utd,
+            "demos": args.demos or None, "extra": args.extra}
+    diff = {k: (prev.get(k), v) for k, v in want.items() if prev.get(k) != v}
+    if diff:
+        raise SystemExit(f"--reuse-from={args.reuse_from}: settings differ (theirs, these): {diff}")
+    out = {}
+    for v in [v for v in args.reuse_variants.split(",") if v]:
+        if "learned" in v:
+            raise SystemExit(f"--reuse-variants: {v!r} depends on the reward model; rerun it instead")
+        if v in variants:
+            if v not in prev["runs"]:
+                raise SystemExit(f"--reuse-from={args.reuse_from}: no runs of {v!r}; it has {sorted(prev['runs'])}")
+            out[v] = prev["runs"][v]
+    return out
+
+
 def steps_to(evals: list[dict], key: str, threshold: float) -> float | None:
     for e in evals:
         if e["success_rate"] >= threshold:
@@ -86,10 +109,17 @@ def main() -> int:
     p.add_argument("--parallel", type=int, default=2)
     p.add_argument("--runs", default="outputs/bench_rl")
     p.add_argument("--out", default="benchmarks/results/rl_sample_efficiency_{task}.json")
+    p.add_argument("--reuse-from", default="",
+                   help="an earlier result JSON whose runs of --reuse-variants are taken as they are instead of "
+                        "rerun (its task, budget, seeds and RL settings must equal these)")
+    p.add_argument("--reuse-variants", default="sparse,dense_pbrs",
+                   help="variants taken from --reuse-from (never learned ones: their reward model may differ)")
     p.add_argument("extra", nargs="*", help="extra flags passed to every `robo-reward rl` run")
     args = p.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     variants = [v for v in args.variants.split(",") if v]
+    reused = reuse_runs(args, seeds, variants)
+    variants = [v for v in variants if v not in reused]
     runs_dir = Path(args.runs) / args.task
     jobs = [(v, s, runs_dir / v / f"seed{s}") for v in variants for s in seeds]
     print(f"{len(jobs)} runs of {args.steps} env steps on {args.task}, {args.parallel} at a time", flush=True)
@@ -98,7 +128,7 @@ def main() -> int:
         results = list(pool.map(lambda j: run_one(j[0], j[1], args, j[2]), jobs))
     wall = time.perf_counter() - t0
 
-    runs: dict[str, list[dict]] = {v: [] for v in variants}
+    runs: dict[str, list[dict]] = {**reused, **{v: [] for v in variants}}
     for (v, s, _out), r in zip(jobs, results, strict=True):
         runs[v].append({"seed": s, "evals": r["evals"], "final_success": r["final"]["success_rate"],
                         "online_episodes": r["episodes"], "wall_s": r["wall_s"],
@@ -130,7 +160,8 @@ def main() -> int:
               "demos": args.demos or None, "reward_model": args.reward_model,
               # this call's wall time (about zero when every run is reused) and the runs' own training time
               "wall_s": wall, "runs_wall_s_sum": run_wall, "parallel": args.parallel,
-              "extra": args.extra, "learned_over_dense_steps_to_80": ratio, "summary": summary, "budgets": budgets, "runs": runs}
+              "extra": args.extra, "reused": {v: args.reuse_from for v in reused},
+              "learned_over_dense_steps_to_80": ratio, "summary": summary, "budgets": budgets, "runs": runs}
     out = Path(args.out.format(task=args.task))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
@@ -141,7 +172,7 @@ def main() -> int:
               f"(render {s['render_share']:.0%}, reward model {s['reward_inference_share']:.0%})")
     print(f"learned/dense steps to 80%: {ratio}")
     for b in budgets["table"]:
-        print("  " + f"{b['env_steps']:>7} steps: " + ", ".join(f"{v} {b[v]:.2f}" for v in variants))
+        print("  " + f"{b['env_steps']:>7} steps: " + ", ".join(f"{v} {b[v]:.2f}" for v in runs))
     print(f"acceptance (a budget where sparse <= 20% and learned PBRS >= 80%): {budgets['acceptance']}")
     print(f"wrote {out} and {out.with_suffix('.png')} ({wall / 60:.1f} min for this call; the runs trained for "
           f"{run_wall / 60:.1f} min in all, about {run_wall / 60 / args.parallel:.1f} min at {args.parallel} at a time)")
