@@ -46,10 +46,15 @@ class Segments:
     @classmethod
     def from_stage_per_frame(cls, stage_names: Sequence[str], stage_of_frame: Sequence[int]) -> Segments:
         """Contiguous segments from a per-frame stage index: a stage starts where it is first
-        reached, so a monotone labelling results even if the demo went back (a re-grasp)."""
+        reached, so a monotone labelling results even if the demo went back (a re-grasp). A
+        negative index marks a frame before the task starts (no stage); those frames lie before
+        the first segment, where progress reads 0."""
         stages = np.maximum.accumulate(np.asarray(stage_of_frame, dtype=int))
+        if stages.size == 0 or stages[-1] < 0:
+            raise AnnotationError(f"stage_of_frame: no frame is in a stage ({stages.size} frames); expected at "
+                                  f"least one index in 0..{len(stage_names) - 1}")
         names, starts, ends = [], [], []
-        for k in np.unique(stages):
+        for k in np.unique(stages[stages >= 0]):
             idx = np.flatnonzero(stages == k)
             names.append(stage_names[int(k)])
             starts.append(int(idx[0]))

@@ -14,6 +14,7 @@ pauses, a deliberate drop and re-grasp, detours, and stopping short (a failure).
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ class QualityMix(enum.StrEnum):
 
     CLEAN = "clean"
     MIXED = "mixed"
+    RECOVERY = "recovery"
 
 
 @dataclass(frozen=True)
@@ -48,22 +50,30 @@ class ExpertQuality:
     """Swing out through a side waypoint before reaching and before carrying."""
     stop_short_stage: int | None = None
     """Give up (hold still) when this stage would start: the episode fails."""
+    wander_steps: int = 0
+    """Wander (smoothed random actions) this many steps before starting the task, so the task is
+    done from wherever the arm ends up: recovery data. The wandering frames belong to no stage."""
 
     @property
     def label(self) -> Quality:
         if self.stop_short_stage is not None:
             return Quality.FAILED
-        if self.action_noise > 0 or self.hesitation_prob > 0 or self.drop_regrasp or self.detour:
+        if (self.action_noise > 0 or self.hesitation_prob > 0 or self.drop_regrasp or self.detour
+                or self.wander_steps > 0):
             return Quality.DEGRADED
         return Quality.CLEAN
 
 
 def sample_quality(mix: QualityMix | str, rng: np.random.Generator, n_stages: int) -> ExpertQuality:
     """Draw one episode's knobs: ``clean`` is always clean; ``mixed`` is 40% clean, 40% degraded
-    (one or more knobs), 20% stopping short."""
+    (one or more knobs), 20% stopping short; ``recovery`` is ``mixed`` where half the episodes
+    first wander for 10-30 steps (states off the demonstrations' path, which an RL policy visits)."""
     mix = QualityMix(mix)
     if mix == QualityMix.CLEAN:
         return ExpertQuality()
+    if mix == QualityMix.RECOVERY:
+        wander = int(rng.integers(10, 31)) if rng.uniform() < 0.5 else 0
+        return dataclasses.replace(sample_quality(QualityMix.MIXED, rng, n_stages), wander_steps=wander)
     u = rng.uniform()
     if u < 0.4:
         return ExpertQuality()
@@ -139,6 +149,9 @@ class ScriptedExpert:
         self.recoveries = 0
         self._detour_done: set[int] = set()
         self._detour_point: np.ndarray | None = None
+        self.wander_left = self.quality.wander_steps
+        self._wandering = False
+        self._wander = np.zeros(3)
 
     @property
     def phase(self) -> Phase:
@@ -147,7 +160,10 @@ class ScriptedExpert:
     @property
     def stage(self) -> int:
         """The stage of the last action: a hesitation belongs to the phase it follows (the robot
-        holds still at that phase's end, as it does when it stops short), not to the next one."""
+        holds still at that phase's end, as it does when it stops short), not to the next one.
+        -1 while wandering before the task starts (no stage)."""
+        if self.wander_left > 0 or self._wandering:
+            return -1
         if self._pausing and self._paused_after is not None:
             return self._paused_after.stage
         return self.phase.stage
@@ -179,13 +195,18 @@ class ScriptedExpert:
             return a
         ph = self.phase
         turn = 0.0
-        if not self.done and not self._pausing and ph.yaw is not None:
+        if not self.done and not self._pausing and not self._wandering and ph.yaw is not None:
             turn = float(np.clip(ph.yaw(env) / env.yaw_step, -ph.speed, ph.speed))
         return np.insert(a, 3, turn).astype(np.float32)
 
     def _act(self, env: SO101TaskEnv) -> np.ndarray:
         grip = self.phase.gripper
         self._pausing = False
+        self._wandering = self.wander_left > 0
+        if self._wandering:  # an Ornstein-Uhlenbeck-like walk: smooth and wandering
+            self.wander_left -= 1
+            self._wander = np.clip(0.8 * self._wander + 0.45 * self.rng.normal(size=3), -1.0, 1.0)
+            return np.append(self._wander, grip).astype(np.float32)
         if self.done:
             return np.array([0.0, 0.0, 0.0, grip], dtype=np.float32)
         # a drop and re-grasp: halfway through the carry, open the jaws and go back for the block

@@ -61,6 +61,17 @@ def test_segments_from_stage_per_frame_is_monotone():
     assert seg == Segments(STAGES, (0, 2, 6), (1, 5, 7))
 
 
+def test_segments_from_stage_per_frame_skip_frames_before_the_task():
+    """-1 marks frames before the task starts (a wandering prefix): no segment covers them, so
+    their progress reads 0, and a labelling with no stage at all is an error."""
+    seg = Segments.from_stage_per_frame(STAGES, [-1, -1, -1, 0, 0, 1, 2, 2])
+    assert seg == Segments(STAGES, (3, 5, 6), (4, 5, 7))
+    _, _, prog = episode_progress(8, seg, STAGES, (0.3, 0.3, 0.4))
+    assert prog[:4].tolist() == [0.0] * 4 and prog[-1] == pytest.approx(1.0)
+    with pytest.raises(AnnotationError, match="no frame is in a stage"):
+        Segments.from_stage_per_frame(STAGES, [-1, -1])
+
+
 @pytest.mark.parametrize(("starts", "ends", "match"), [
     ((0, 5, 9), (5, 9, 12), "overlapping segment 0 'reach' which ends at frame 5"),
     ((0, 5, 9), (4, 8, 20), r"spans frames \[9, 20\]; expected 0 <= start <= end <= 11"),

@@ -125,6 +125,34 @@ def test_hesitation_is_labelled_with_the_phase_it_follows():
     assert not paused[changes].any()
 
 
+def test_wandering_expert_starts_off_path_in_no_stage_then_succeeds():
+    """Recovery data: a demo that first wanders at random has those frames in no stage (-1, so
+    they lie before the first annotated segment) and still finishes the task from wherever the
+    arm ended up."""
+    from sim.experts import ExpertQuality
+    from sim.experts.base import Quality, sample_quality
+
+    env = make_env("push", cameras=())
+    env.reset(seed=4)
+    tcp0 = env.tcp_pos.copy()
+    expert = make_expert("push", ExpertQuality(wander_steps=20), seed=4)
+    stages = []
+    for t in range(env.horizon):
+        a = expert.act(env)
+        stages.append(expert.stage)
+        *_, terminated, truncated, info = env.step(a)
+        if t == 19:
+            assert np.linalg.norm(env.tcp_pos - tcp0) > 0.01, "the wander should move the arm"
+        if terminated or truncated:
+            break
+    assert stages[:20] == [-1] * 20 and min(stages[20:]) >= 0, stages[:25]
+    assert info["success"]
+    assert expert.quality.label == Quality.DEGRADED
+    rng = np.random.default_rng(0)
+    draws = [sample_quality("recovery", rng, 2).wander_steps for _ in range(200)]
+    assert 60 < sum(d > 0 for d in draws) < 140 and all(d == 0 or 10 <= d <= 30 for d in draws)
+
+
 def test_push_progress_does_not_fall_back_when_contact_flickers():
     """The ground-truth progress is the dense baseline's potential: a push that loses contact
     for a step keeps its progress (it used to drop from the push stage to the reach stage,
