@@ -151,7 +151,8 @@ def main() -> int:
             "reward_inference_share": sum(r["reward_inference_s"] for r in rs) / walls,
         }
     budgets = budget_table(runs)
-    run_wall = float(sum(r["wall_s"] for rs in runs.values() for r in rs))
+    # the training time of this benchmark's own runs (not of those taken from --reuse-from)
+    run_wall = float(sum(r["wall_s"] for v, rs in runs.items() if v not in reused for r in rs))
     ratio = None
     if all(k in summary for k in ("learned_pbrs", "dense_pbrs")):
         a, b = summary["learned_pbrs"]["steps_to_80_mean"], summary["dense_pbrs"]["steps_to_80_mean"]
