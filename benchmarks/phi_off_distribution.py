@@ -31,36 +31,33 @@ import time
 from pathlib import Path
 
 import numpy as np
+from learned_vs_true_phi import _corr  # benchmarks/ is on sys.path when a benchmark runs as a script
 from tqdm import tqdm
 
 BEHAVIOURS = ("expert", "stall", "noisy", "random", "random_then_expert")
 
 
 class Behaviour:
-    """One episode's action source: the scripted expert, random actions, or a mix."""
+    """One episode's action source: the scripted expert, whose ``wander_steps`` knob (the random
+    walk of ``collect --quality=recovery``) gives the random behaviours, or the expert then a stall."""
 
     def __init__(self, name: str, task: str, env, rng: np.random.Generator, seed: int):
         from sim.experts import ExpertQuality, make_expert
 
-        self.name, self.env, self.rng = name, env, rng
-        noise = 0.6 if name == "noisy" else 0.0
-        self.expert = make_expert(task, ExpertQuality(action_noise=noise), seed=seed)
-        self.dim = env.action_space.shape[0]
+        self.env = env
+        wander = {"random": 10**9, "random_then_expert": 25}.get(name, 0)
+        self.expert = make_expert(task, ExpertQuality(action_noise=0.6 if name == "noisy" else 0.0,
+                                                      wander_steps=wander), seed=seed)
         self.stall_at = int(rng.integers(0, 31)) if name == "stall" else None
-        self.random_until = 25 if name == "random_then_expert" else (10**9 if name == "random" else 0)
         self.t = 0
-        self._a = np.zeros(self.dim)
         self.hold = None
 
     def act(self) -> np.ndarray:
         t, self.t = self.t, self.t + 1
-        if t < self.random_until:  # an Ornstein-Uhlenbeck-like walk: smooth, wandering
-            self._a = np.clip(0.8 * self._a + 0.45 * self.rng.normal(size=self.dim), -1, 1)
-            return self._a.astype(np.float32)
         if self.stall_at is not None and t >= self.stall_at:
-            if self.hold is None:
-                self.hold = np.zeros(self.dim, dtype=np.float32)
-                self.hold[-1] = self.expert.phase.gripper  # keep the jaws as they are
+            if self.hold is None:  # stand still, the jaws as they are
+                self.hold = np.zeros(self.env.action_space.shape[0], dtype=np.float32)
+                self.hold[-1] = self.expert.phase.gripper
             return self.hold
         return self.expert.act(self.env)
 
@@ -114,10 +111,6 @@ def rollouts(task: str, runs: list[str], behaviours: list[str], episodes: int, s
     bar.close()
     env.close()
     return {"episodes": out, "sim_and_render_s": render_s, "reward_inference_s": phi_s}
-
-
-def _corr(a: np.ndarray, b: np.ndarray) -> float | None:
-    return float(np.corrcoef(a, b)[0, 1]) if a.size > 2 and a.std() > 1e-9 and b.std() > 1e-9 else None
 
 
 def metrics(eps: list[dict], run: str, window_span: int) -> dict:
