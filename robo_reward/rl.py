@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from stable_baselines3.common.buffers import ReplayBuffer
+from stable_baselines3.common.buffers import NStepReplayBuffer, ReplayBuffer
 from stable_baselines3.common.policies import ContinuousCritic
 from stable_baselines3.common.preprocessing import get_action_dim
 from stable_baselines3.common.torch_layers import create_mlp
@@ -120,6 +120,10 @@ class RLConfig:
     n_critics: int = 2
     """SAC: critics in the ensemble; targets and the actor use the minimum over all of them (more
     critics: more pessimism against overestimation)."""
+    n_step: int = 1
+    """SAC: n-step TD targets (SB3's n-step replay; truncation and termination end the sum). The
+    PBRS terms telescope inside the n-step sum too (``gamma^n Phi(s_n) - Phi(s_0)``), so a shaped
+    potential's signal reaches the critic n steps at a time. Demo rows stay one-step."""
     buffer_size: int = 300_000
     max_episode_steps: int | None = None
     """Episode time limit (default: the task's own)."""
@@ -154,6 +158,8 @@ class RLConfig:
             raise ValueError(f"--vectorized: {self.vectorized!r}; expected auto, true or false")
         if self.n_critics < 1:
             raise ValueError(f"--n-critics: {self.n_critics}; expected >= 1")
+        if self.n_step < 1:
+            raise ValueError(f"--n-step: {self.n_step}; expected >= 1 (1: one-step TD)")
         if self.algo not in ("sac", "ppo"):
             raise ValueError(f"--algo: {self.algo!r}; expected sac or ppo")
         if self.steps < 1 or self.num_envs < 1:
@@ -313,13 +319,20 @@ def load_demo_transitions(root: str | Path, task: str, shaper: Shaper, reward: s
                            np.concatenate(rews), np.concatenate(dones), n_eps, n_succ)
 
 
-class DemoMixReplayBuffer(ReplayBuffer):
-    """RLPD's symmetric sampling: ``demo_ratio`` of every batch comes from fixed demo transitions."""
+class DemoMixReplayBuffer(NStepReplayBuffer):
+    """RLPD's symmetric sampling: ``demo_ratio`` of every batch comes from fixed demo transitions.
+    Online rows use ``n_steps``-step returns (1: plain one-step TD); demo rows stay one-step."""
 
-    def __init__(self, *args, demo: DemoTransitions | None = None, demo_ratio: float = 0.5, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args, demo: DemoTransitions | None = None, demo_ratio: float = 0.5, n_steps: int = 1,
+                 gamma: float = 0.99, **kwargs):
+        super().__init__(*args, n_steps=n_steps, gamma=gamma, **kwargs)
         self.demo = demo
         self.demo_ratio = demo_ratio if demo is not None else 0.0
+
+    def _get_samples(self, batch_inds: np.ndarray, env=None) -> ReplayBufferSamples:
+        if self.n_steps == 1:
+            return ReplayBuffer._get_samples(self, batch_inds, env)
+        return super()._get_samples(batch_inds, env)
 
     def sample(self, batch_size: int, env=None) -> ReplayBufferSamples:
         n_demo = int(round(batch_size * self.demo_ratio))
@@ -338,6 +351,9 @@ class DemoMixReplayBuffer(ReplayBuffer):
             torch.cat([online.next_observations, t(d.next_obs[i])]),
             torch.cat([online.dones, t(d.dones[i])[:, None]]),
             torch.cat([online.rewards, t(d.rewards[i])[:, None]]),
+            None if online.discounts is None else
+            torch.cat([online.discounts, torch.full((n_demo, 1), self.gamma, dtype=online.discounts.dtype,
+                                                    device=online.discounts.device)]),
         )
 
 
@@ -490,10 +506,11 @@ def run_rl(cfg: RLConfig) -> dict[str, Any]:
         state.load(json.loads((ckpt / "state.json").read_text()))
         resumed = True
     elif cfg.algo == "sac":
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"n_steps": cfg.n_step}
         if demo is not None and cfg.demo_ratio > 0:
             kwargs = {"replay_buffer_class": DemoMixReplayBuffer,
-                      "replay_buffer_kwargs": {"demo": demo, "demo_ratio": cfg.demo_ratio}}
+                      "replay_buffer_kwargs": {"demo": demo, "demo_ratio": cfg.demo_ratio, "n_steps": cfg.n_step,
+                                               "gamma": cfg.gamma}}
         grad_steps = max(1, int(round(cfg.utd * cfg.num_envs)))
         model = SAC(env=venv, learning_rate=cfg.lr, buffer_size=cfg.buffer_size,
                     learning_starts=cfg.learning_starts, batch_size=cfg.batch_size, gamma=cfg.gamma,

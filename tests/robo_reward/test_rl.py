@@ -99,10 +99,47 @@ def test_demo_transitions_rewards_follow_the_shaper(tiny_dataset):
     (["--reward=dense", "--algo=dqn"], "--algo"),
     (["--reward=dense", "--bc-weight=1"], "need --demos"),
     (["--reward=dense", "--n-critics=0"], "--n-critics: 0"),
+    (["--reward=dense", "--n-step=0"], "--n-step: 0"),
 ])
 def test_rl_cli_bad_flags(tmp_path, capsys, argv, msg):
     assert main(["rl", "--task=push", f"--out={tmp_path / 'x'}", *argv]) == 2
     assert msg in capsys.readouterr().err
+
+
+def test_n_step_replay_with_demo_rows(tiny_dataset):
+    """Online rows carry n-step returns that stop at a termination (their bootstrap discount
+    shrinks to match); demo rows stay one-step with discount gamma. With PBRS, the shaping terms
+    in an n-step sum telescope to gamma^n Phi(s_n) - Phi(s_0)."""
+    import gymnasium as gym
+
+    from robo_reward.rl import DemoMixReplayBuffer
+
+    gamma, n = 0.9, 3
+    demo = load_demo_transitions(tiny_dataset, "push", Shaper("pbrs", gamma), "dense")
+    obs_space = gym.spaces.Box(-np.inf, np.inf, demo.obs.shape[1:], np.float32)
+    act_space = gym.spaces.Box(-1, 1, demo.actions.shape[1:], np.float32)
+    buf = DemoMixReplayBuffer(100, obs_space, act_space, n_envs=1, demo=demo, demo_ratio=0.5,
+                              n_steps=n, gamma=gamma)
+    phi = np.array([0.1, 0.3, 0.2, 0.6, 0.9, 0.0])  # Phi(s_0..s_5); s_5 terminal
+    shaper = Shaper("pbrs", gamma)
+    for t in range(5):
+        term = t == 4
+        r, _ = shaper(np.array([1.0 if term else 0.0]), phi[t:t + 1], phi[t + 1:t + 2], np.array([term]))
+        o = np.full((1, *demo.obs.shape[1:]), t, np.float32)
+        buf.add(o, o + 1, np.zeros((1, *demo.actions.shape[1:])), r, np.array([term]), [{}])
+    np.random.seed(0)
+    s = buf.sample(200)
+    online = slice(0, 100)
+    t0 = s.observations[online, 0].numpy().astype(int)
+    ret, disc = s.rewards[online, 0].numpy(), s.discounts[online, 0].numpy()
+    for t, r, d in zip(t0, ret, disc, strict=True):
+        k = min(n, 5 - t)  # steps until the n-step sum ends (termination after step 4)
+        # env reward 1 at termination; the shaping terms telescope (Phi(terminal) = 0)
+        phi_end = 0.0 if t + k == 5 else phi[t + k]
+        expect = (gamma ** (k - 1) if t + k == 5 else 0.0) + gamma ** k * phi_end - phi[t]
+        assert r == pytest.approx(expect, abs=1e-5) and d == pytest.approx(gamma ** k, rel=1e-5)
+    assert set(t0) == {0, 1, 2, 3, 4}
+    assert np.allclose(s.discounts[100:].numpy(), gamma)  # demo rows: one-step
 
 
 def test_rl_config_auto_shaping():
