@@ -500,7 +500,9 @@ def run_rl(cfg: RLConfig) -> dict[str, Any]:
     ckpt = out / CHECKPOINT
     resumed = False
     if cfg.resume and (ckpt / "model.zip").is_file():
-        model = algo_cls.load(ckpt / "model.zip", env=venv, device="cpu")
+        with warnings.catch_warnings():  # SB3 warns that n_steps is ignored: the saved buffer kwargs carry it
+            warnings.filterwarnings("ignore", message=r".*n_steps=\d+` is ignored")
+            model = algo_cls.load(ckpt / "model.zip", env=venv, device="cpu")
         if (ckpt / "replay.pkl").is_file():
             model.load_replay_buffer(ckpt / "replay.pkl")
         state.load(json.loads((ckpt / "state.json").read_text()))

@@ -19,7 +19,7 @@ FAST = ["--num-envs=2", "--learning-starts=64", "--batch-size=64", "--eval-every
 
 def test_rl_cli_dense_writes_loadable_policy_and_resumes(tmp_path):
     out = tmp_path / "run"
-    assert main(["rl", "--task=push", "--reward=dense", "--steps=200", "--checkpoint-every=100",
+    assert main(["rl", "--task=push", "--reward=dense", "--steps=200", "--checkpoint-every=100", "--n-step=2",
                  f"--out={out}", *FAST]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["final"]["env_steps"] == 200 and not summary["resumed"]
@@ -41,10 +41,16 @@ def test_rl_cli_dense_writes_loadable_policy_and_resumes(tmp_path):
         assert sum(isinstance(m, torch.nn.LayerNorm) for m in critic.modules()) == 4  # 2 critics x 2 layers
 
     # resume: a longer budget continues from the checkpoint instead of starting over
-    assert main(["rl", "--task=push", "--reward=dense", "--steps=400", "--checkpoint-every=100",
+    assert main(["rl", "--task=push", "--reward=dense", "--steps=400", "--checkpoint-every=100", "--n-step=2",
                  f"--out={out}", *FAST]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["resumed"] and summary["final"]["env_steps"] == 400
+    from stable_baselines3 import SAC
+    from stable_baselines3.common.buffers import NStepReplayBuffer
+
+    resumed = SAC.load(out / "checkpoint" / "model.zip", device="cpu")
+    resumed.load_replay_buffer(out / "checkpoint" / "replay.pkl")
+    assert isinstance(resumed.replay_buffer, NStepReplayBuffer) and resumed.replay_buffer.n_steps == 2
     evals = json.loads((out / "eval.json").read_text())
     assert [e["env_steps"] for e in evals] == [200, 400]
     assert [e["online_episodes"] for e in evals] == [4, 8]
