@@ -29,7 +29,8 @@ class CollectConfig:
     """Target number of episodes in --out (an existing dataset is topped up to this)."""
     quality: str = "mixed"
     """clean (every episode clean), mixed (40 pct clean, 40 pct degraded, 20 pct stopping short) or
-    recovery (mixed, where half the episodes first wander 10-30 steps at random: off-path states)."""
+    recovery (mixed, where half the episodes first wander 10-30 steps at random: off-path states) or
+    offpath (recovery, where half the episodes also wander 5-20 steps partway through the last stage)."""
     out: Path = Path("datasets/so101_pick_place")
     """Dataset directory (LeRobotDataset v3)."""
     seed: int = 0
@@ -44,8 +45,8 @@ class CollectConfig:
     def __post_init__(self) -> None:
         if self.episodes < 1:
             raise ValueError(f"--episodes: {self.episodes}; expected >= 1")
-        if self.quality not in ("clean", "mixed", "recovery"):
-            raise ValueError(f"--quality: {self.quality!r}; expected 'clean', 'mixed' or 'recovery'")
+        if self.quality not in ("clean", "mixed", "recovery", "offpath"):
+            raise ValueError(f"--quality: {self.quality!r}; expected 'clean', 'mixed', 'recovery' or 'offpath'")
 
 
 @dataclass

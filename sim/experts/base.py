@@ -36,6 +36,7 @@ class QualityMix(enum.StrEnum):
     CLEAN = "clean"
     MIXED = "mixed"
     RECOVERY = "recovery"
+    OFFPATH = "offpath"
 
 
 @dataclass(frozen=True)
@@ -53,13 +54,17 @@ class ExpertQuality:
     wander_steps: int = 0
     """Wander (smoothed random actions) this many steps before starting the task, so the task is
     done from wherever the arm ends up: recovery data. The wandering frames belong to no stage."""
+    mid_wander_steps: int = 0
+    """Wander this many steps partway through the last stage (after 1-8 of its steps), then
+    finish from wherever the arm ends up: the task half done while the arm is somewhere else,
+    which an RL policy shows and clean demos never do. These frames keep the last stage."""
 
     @property
     def label(self) -> Quality:
         if self.stop_short_stage is not None:
             return Quality.FAILED
         if (self.action_noise > 0 or self.hesitation_prob > 0 or self.drop_regrasp or self.detour
-                or self.wander_steps > 0):
+                or self.wander_steps > 0 or self.mid_wander_steps > 0):
             return Quality.DEGRADED
         return Quality.CLEAN
 
@@ -67,10 +72,15 @@ class ExpertQuality:
 def sample_quality(mix: QualityMix | str, rng: np.random.Generator, n_stages: int) -> ExpertQuality:
     """Draw one episode's knobs: ``clean`` is always clean; ``mixed`` is 40% clean, 40% degraded
     (one or more knobs), 20% stopping short; ``recovery`` is ``mixed`` where half the episodes
-    first wander for 10-30 steps (states off the demonstrations' path, which an RL policy visits)."""
+    first wander for 10-30 steps (states off the demonstrations' path, which an RL policy visits);
+    ``offpath`` is ``recovery`` where, independently, half the episodes also wander 5-20 steps
+    partway through the last stage (the task half done, the arm elsewhere)."""
     mix = QualityMix(mix)
     if mix == QualityMix.CLEAN:
         return ExpertQuality()
+    if mix == QualityMix.OFFPATH:
+        mid = int(rng.integers(5, 21)) if rng.uniform() < 0.5 else 0
+        return dataclasses.replace(sample_quality(QualityMix.RECOVERY, rng, n_stages), mid_wander_steps=mid)
     if mix == QualityMix.RECOVERY:
         wander = int(rng.integers(10, 31)) if rng.uniform() < 0.5 else 0
         return dataclasses.replace(sample_quality(QualityMix.MIXED, rng, n_stages), wander_steps=wander)
@@ -152,6 +162,9 @@ class ScriptedExpert:
         self.wander_left = self.quality.wander_steps
         self._wandering = False
         self._wander = np.zeros(3)
+        self._last_stage = max(p.stage for p in self.phases)
+        self._mid_wander_at = int(self.rng.integers(1, 9)) if self.quality.mid_wander_steps > 0 else -1
+        self._mid_wandering = False  # the current wander is the mid-task one (it keeps the stage)
 
     @property
     def phase(self) -> Phase:
@@ -162,7 +175,7 @@ class ScriptedExpert:
         """The stage of the last action: a hesitation belongs to the phase it follows (the robot
         holds still at that phase's end, as it does when it stops short), not to the next one.
         -1 while wandering before the task starts (no stage)."""
-        if self.wander_left > 0 or self._wandering:
+        if (self.wander_left > 0 or self._wandering) and not self._mid_wandering:
             return -1
         if self._pausing and self._paused_after is not None:
             return self._paused_after.stage
@@ -202,7 +215,16 @@ class ScriptedExpert:
     def _act(self, env: SO101TaskEnv) -> np.ndarray:
         grip = self.phase.gripper
         self._pausing = False
+        ph = self.phase
+        if (self._mid_wander_at >= 0 and not self.done and not self._mid_wandering and self.wander_left == 0
+                and ph.target is not None and ph.stage == self._last_stage and self.steps_in_phase >= self._mid_wander_at):
+            self._mid_wander_at = -1  # once per episode
+            self._mid_wandering = True
+            self.wander_left = self.quality.mid_wander_steps
+            self._wander = np.zeros(3)
         self._wandering = self.wander_left > 0
+        if not self._wandering:
+            self._mid_wandering = False
         if self._wandering:  # an Ornstein-Uhlenbeck-like walk: smooth and wandering
             self.wander_left -= 1
             self._wander = np.clip(0.8 * self._wander + 0.45 * self.rng.normal(size=3), -1.0, 1.0)

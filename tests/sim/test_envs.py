@@ -153,6 +153,39 @@ def test_wandering_expert_starts_off_path_in_no_stage_then_succeeds():
     assert 60 < sum(d > 0 for d in draws) < 140 and all(d == 0 or 10 <= d <= 30 for d in draws)
 
 
+def test_mid_task_wander_keeps_the_stage_and_still_succeeds():
+    """Off-path data: a demo that wanders partway through its last stage (the block half pushed,
+    the arm elsewhere) keeps that stage's label while wandering, moves the arm off the push line,
+    and still finishes the task."""
+    from sim.experts import ExpertQuality
+    from sim.experts.base import Quality, sample_quality
+
+    env = make_env("push", cameras=())
+    env.reset(seed=1)
+    expert = make_expert("push", ExpertQuality(mid_wander_steps=15), seed=1)
+    stages, wandering, off_line = [], [], []
+    for _ in range(env.horizon):
+        a = expert.act(env)
+        stages.append(expert.stage)
+        wandering.append(expert._mid_wandering)
+        *_, terminated, truncated, info = env.step(a)
+        off_line.append(not env._behind_block(env.body_pos(env.block)))
+        if terminated or truncated:
+            break
+    wandering = np.array(wandering)
+    assert wandering.sum() == 15, "the mid-task wander should run its 15 steps"
+    first = int(np.flatnonzero(wandering)[0])
+    assert stages[first - 1] == 1 and all(stages[t] == 1 for t in np.flatnonzero(wandering))
+    assert min(stages) >= 0  # never in 'no stage'
+    assert np.array(off_line)[wandering].any(), "the wander should take the arm off the push line"
+    assert info["success"] and expert.quality.label == Quality.DEGRADED
+    rng = np.random.default_rng(0)
+    draws = [sample_quality("offpath", rng, 2) for _ in range(200)]
+    mid = [d.mid_wander_steps for d in draws]
+    assert 60 < sum(m > 0 for m in mid) < 140 and all(m == 0 or 5 <= m <= 20 for m in mid)
+    assert 60 < sum(d.wander_steps > 0 for d in draws) < 140
+
+
 def test_push_progress_does_not_fall_back_when_contact_flickers():
     """The ground-truth progress is the dense baseline's potential: a push that loses contact
     for a step keeps its progress (it used to drop from the push stage to the reach stage,
