@@ -330,7 +330,7 @@ class DemoMixReplayBuffer(NStepReplayBuffer):
         self.demo_ratio = demo_ratio if demo is not None else 0.0
 
     def _get_samples(self, batch_inds: np.ndarray, env=None) -> ReplayBufferSamples:
-        if self.n_steps == 1:
+        if getattr(self, "n_steps", 1) == 1:  # a checkpoint from before --n-step has no n_steps
             return ReplayBuffer._get_samples(self, batch_inds, env)
         return super()._get_samples(batch_inds, env)
 
