@@ -110,7 +110,10 @@ class TopDownIK:
 
 
 # Workspace the TCP target is clipped to: a vertical grasp is reachable only for x ~0.13-0.30 m.
-TCP_BOUNDS = np.array([[0.10, -0.16, 0.008], [0.32, 0.16, 0.16]])
+# The floor is 12 mm: with the wrist rolled, the jaws meet the table at a TCP height of ~9 mm, and a
+# target below that presses them into it, whose friction then jams every sideways move (an RL
+# policy that pushes down while steering froze for whole episodes at the old 8 mm floor).
+TCP_BOUNDS = np.array([[0.10, -0.16, 0.012], [0.32, 0.16, 0.16]])
 
 
 @dataclass

@@ -248,3 +248,32 @@ def test_push_progress_meets_the_push_stage_without_a_jump():
     assert progress[change[0]] > 0.4
     step = abs(progress[change[0] + 1] - progress[change[0]])
     assert step < 0.08, f"Phi stepped by {step:.3f} entering the push stage"
+
+
+def test_pressing_down_at_the_floor_does_not_jam_the_jaws_into_the_table():
+    """The TCP target's floor keeps the jaws off the table: an RL policy steering with its z action
+    pushed down once jammed the jaw pad into the table, and friction held every sideways move for
+    the rest of the episode. Press down while moving in random directions: the gripper must not
+    touch the floor (the old 8 mm floor: 24 contact steps of these 90)."""
+    env = make_env("push", cameras=())
+    base = env.unwrapped
+    floor = base.model.geom("floor").id
+    block = base.model.body("block").id
+    contacts = 0
+    for seed in (1, 2, 3):
+        env.reset(seed=seed)
+        rng = np.random.default_rng(seed)
+        for _ in range(12):
+            env.step(np.array([0.0, 0.0, -1.0, -0.4]))
+        for _ in range(30):
+            d = rng.uniform(-1, 1, 2)
+            env.step(np.array([*(d / np.linalg.norm(d)), -1.0, -0.4]))
+            for i in range(base.data.ncon):
+                c = base.data.contact[i]
+                if floor in (c.geom1, c.geom2):
+                    other = c.geom2 if c.geom1 == floor else c.geom1
+                    if base.model.geom_bodyid[other] != block:
+                        contacts += 1
+                        break
+        assert base.tcp_pos[2] >= 0.011  # the floor of the TCP target
+    assert contacts <= 3, f"{contacts} of 90 steps pressed the gripper into the table"
