@@ -90,7 +90,9 @@ def run_modes(run: Path, episodes: int, seed: int) -> dict:
         d_goal = float(np.linalg.norm(base.body_pos("block")[:2] - base.goal_pos[:2]))
         per_episode.append({"seed": seed + k, "mode": mode, "length": len(acts), "peak_progress": float(max(prog)),
                             "final_progress": float(prog[-1]), "final_block_to_goal_m": d_goal,
-                            "final_tcp_z_m": float(tcp[-1][2])})
+                            "final_tcp_z_m": float(tcp[-1][2]),
+                            "last10_xy_action": float(np.mean(np.linalg.norm(np.array(acts)[-10:, :2], axis=1))),
+                            "last10_z_action": float(np.mean(np.array(acts)[-10:, 2]))})
     env.close()
     return {"run": str(run), "reward": cfg["reward"], "shaping": cfg["shaping"], "seed": cfg["seed"],
             "episodes": episodes, "success_rate": modes["success"] / episodes,
