@@ -15,6 +15,9 @@ by its last 10 steps and the sim's ground truth:
     python benchmarks/rl_failure_modes.py outputs/bench_rl_v10/push/{sparse,dense_pbrs}/seed{0,1,2} \
         --episodes=20 --out=benchmarks/results/rl_failure_modes_push.json
 
+``--stochastic`` samples the policy's actions instead of taking its mean: where that succeeds far
+more often, the parking is a fixed point of the mean action, not a lack of skill.
+
 ``--tcp-floor=Z`` sets the floor (metres) of the TCP target's workspace for the rollouts, to replay
 policies trained before it moved (8 mm then, 12 mm now) under the conditions they were trained in.
 """
@@ -59,7 +62,7 @@ def failure_mode(tcp: np.ndarray, actions: np.ndarray, progress: np.ndarray, on_
     return "never_reached"
 
 
-def run_modes(run: Path, episodes: int, seed: int) -> dict:
+def run_modes(run: Path, episodes: int, seed: int, stochastic: bool = False) -> dict:
     from robo_reward.rl import SB3Policy
     from robo_reward.shaping import RLObservation
     from sim.tasks import make_env
@@ -77,7 +80,8 @@ def run_modes(run: Path, episodes: int, seed: int) -> dict:
         tcp, acts, prog = [base.tcp_pos], [], []
         done = success = False
         while not done:
-            a = np.clip(policy.act(obs), env.action_space.low, env.action_space.high)
+            a = policy.model.predict(obs["state"], deterministic=False)[0] if stochastic else policy.act(obs)
+            a = np.clip(a, env.action_space.low, env.action_space.high)
             obs, _, term, trunc, info = env.step(a)
             tcp.append(base.tcp_pos)
             acts.append(a)
@@ -94,7 +98,7 @@ def run_modes(run: Path, episodes: int, seed: int) -> dict:
                             "last10_xy_action": float(np.mean(np.linalg.norm(np.array(acts)[-10:, :2], axis=1))),
                             "last10_z_action": float(np.mean(np.array(acts)[-10:, 2]))})
     env.close()
-    return {"run": str(run), "reward": cfg["reward"], "shaping": cfg["shaping"], "seed": cfg["seed"],
+    return {"run": str(run), "stochastic": stochastic, "reward": cfg["reward"], "shaping": cfg["shaping"], "seed": cfg["seed"],
             "episodes": episodes, "success_rate": modes["success"] / episodes,
             "modes": {m: modes[m] for m in ("success", *MODES)}, "per_episode": per_episode}
 
@@ -105,6 +109,7 @@ def main() -> None:
     p.add_argument("--episodes", type=int, default=20)
     p.add_argument("--seed", type=int, default=10_000)
     p.add_argument("--tcp-floor", type=float, default=None)
+    p.add_argument("--stochastic", action="store_true", help="sample actions instead of the mean")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/rl_failure_modes_push.json"))
     args = p.parse_args()
     if args.tcp_floor is not None:
@@ -113,12 +118,12 @@ def main() -> None:
         sim.robot.TCP_BOUNDS[0, 2] = args.tcp_floor
     from sim.robot import TCP_BOUNDS
 
-    results = [run_modes(r, args.episodes, args.seed) for r in args.runs]
+    results = [run_modes(r, args.episodes, args.seed, args.stochastic) for r in args.runs]
     by_variant: dict[str, Counter] = {}
     for r in results:
         by_variant.setdefault(f"{r['reward']}_{r['shaping']}", Counter()).update(r["modes"])
         print(f"{r['run']}: success {r['success_rate']:.2f}  " + "  ".join(f"{m} {n}" for m, n in r["modes"].items()))
-    out = {"episodes": args.episodes, "seed": args.seed, "tcp_floor_m": float(TCP_BOUNDS[0, 2]),
+    out = {"episodes": args.episodes, "seed": args.seed, "stochastic": args.stochastic, "tcp_floor_m": float(TCP_BOUNDS[0, 2]),
            "by_variant": {k: dict(v) for k, v in by_variant.items()}, "runs": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2))
