@@ -34,18 +34,6 @@ import numpy as np
 MODES = ("jammed", "parked", "lost", "short", "never_reached")
 
 
-def gripper_on_table(base) -> bool:
-    floor = base.model.geom("floor").id
-    block = base.model.body("block").id
-    for i in range(base.data.ncon):
-        c = base.data.contact[i]
-        if floor in (c.geom1, c.geom2):
-            other = c.geom2 if c.geom1 == floor else c.geom1
-            if base.model.geom_bodyid[other] != block:
-                return True
-    return False
-
-
 def failure_mode(tcp: np.ndarray, actions: np.ndarray, progress: np.ndarray, on_table: bool) -> str:
     """``tcp`` (T+1, 3), ``actions`` (T, 4), ``progress`` (T,) of one failed episode."""
     still = float(np.linalg.norm(tcp[-1] - tcp[-11])) < 0.002
@@ -89,7 +77,7 @@ def run_modes(run: Path, episodes: int, seed: int, stochastic: bool = False) -> 
             success = success or info["success"]
             done = term or trunc
         mode = "success" if success else failure_mode(np.array(tcp), np.array(acts), np.array(prog),
-                                                       gripper_on_table(base))
+                                                       base.gripper_on_table())
         modes[mode] += 1
         d_goal = float(np.linalg.norm(base.body_pos("block")[:2] - base.goal_pos[:2]))
         per_episode.append({"seed": seed + k, "mode": mode, "length": len(acts), "peak_progress": float(max(prog)),

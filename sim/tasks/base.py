@@ -205,6 +205,10 @@ class SO101TaskEnv(gym.Env, abc.ABC):
                 return True
         return False
 
+    def gripper_on_table(self) -> bool:
+        """The gripper or its moving jaw touches the table (or anything else fixed to the world)."""
+        return self.touching("world", "gripper") or self.touching("world", "moving_jaw_so101_v1")
+
     def joint_positions(self) -> np.ndarray:
         """Measured joints in LeRobot units (arm degrees, gripper 0..100): ``observation.state``."""
         arm = np.degrees(self.data.qpos[self._arm_qadr])
