@@ -52,6 +52,8 @@ def run_one(variant: str, seed: int, args, out: Path) -> dict:
     if args.demos:
         cmd += [f"--demos={args.demos}", f"--bc-warmstart-steps={args.bc_steps}", "--learning-starts=0"]
     cmd += args.extra
+    if is_pbrs(variant):
+        cmd += args.pbrs_flags
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MUJOCO_GL": "egl", "HF_HUB_OFFLINE": "1"}
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -63,26 +65,58 @@ def run_one(variant: str, seed: int, args, out: Path) -> dict:
     return json.loads(summary.read_text())
 
 
-def reuse_runs(args, seeds: list[int], variants: list[str]) -> dict[str, list[dict]]:
-    """The runs of ``--reuse-variants`` from ``--reuse-from``, after checking that that benchmark
-    ran the same task, budget, seeds and RL settings (its sparse and dense runs do not depend on
-    the reward model, so a new reward model needs only its learned runs)."""
+def is_pbrs(variant: str) -> bool:
+    return "--shaping=pbrs" in VARIANTS[variant]
+
+
+def truncate_run(run: dict, steps: int, from_steps: int) -> dict:
+    """A longer run's record cut at ``steps``: SAC before step ``steps`` does not depend on the
+    total budget, so its evals up to there are those of a run of ``steps``. The timings are scaled
+    by the share of the budget (the throughput of the whole run)."""
+    evals = [e for e in run["evals"] if e["env_steps"] <= steps]
+    if not evals or evals[-1]["env_steps"] != steps:
+        raise SystemExit(f"--reuse-from: seed {run['seed']} has no eval at {steps} steps "
+                         f"(evals at {[e['env_steps'] for e in run['evals']]})")
+    k = steps / from_steps
+    out = {**run, "evals": evals, "final_success": evals[-1]["success_rate"],
+           "online_episodes": evals[-1]["online_episodes"], "truncated_from": from_steps,
+           "steps_to_80": steps_to(evals, "env_steps", 0.8), "episodes_to_80": steps_to(evals, "online_episodes", 0.8)}
+    for key in ("wall_s", "render_s", "reward_inference_s"):
+        out[key] = (run.get(key) or 0.0) * k
+    return out
+
+
+def reuse_runs(args, seeds: list[int], variants: list[str]) -> dict[tuple[str, int], dict]:
+    """Runs of ``--reuse-variants`` taken from ``--reuse-from``, keyed (variant, seed), after
+    checking that that benchmark ran the same task, settings and (for learned variants) reward
+    model. Its budget may be larger (the runs are cut at this one's, see :func:`truncate_run`) and
+    its seeds may be a subset (the missing seeds are run). ``--pbrs-flags`` must match only for the
+    PBRS variants: they are the only runs that read them."""
     if not args.reuse_from:
         return {}
     prev = json.loads(Path(args.reuse_from).read_text())
-    want = {"task": args.task, "steps": args.steps, "seeds": seeds, "num_envs": args.num_envs, "utd": args.utd,
-            "demos": args.demos or None, "extra": args.extra}
+    want = {"task": args.task, "num_envs": args.num_envs, "utd": args.utd, "demos": args.demos or None,
+            "extra": args.extra}
     diff = {k: (prev.get(k), v) for k, v in want.items() if prev.get(k) != v}
+    if prev["steps"] < args.steps:
+        diff["steps"] = (prev["steps"], f">= {args.steps}")
     if diff:
         raise SystemExit(f"--reuse-from={args.reuse_from}: settings differ (theirs, these): {diff}")
     out = {}
     for v in [v for v in args.reuse_variants.split(",") if v]:
-        if "learned" in v:
-            raise SystemExit(f"--reuse-variants: {v!r} depends on the reward model; rerun it instead")
-        if v in variants:
-            if v not in prev["runs"]:
-                raise SystemExit(f"--reuse-from={args.reuse_from}: no runs of {v!r}; it has {sorted(prev['runs'])}")
-            out[v] = prev["runs"][v]
+        if v not in variants:
+            continue
+        if v not in prev["runs"]:
+            raise SystemExit(f"--reuse-from={args.reuse_from}: no runs of {v!r}; it has {sorted(prev['runs'])}")
+        if "learned" in v and prev.get("reward_model") != args.reward_model:
+            raise SystemExit(f"--reuse-variants: {v!r} ran with --reward-model={prev.get('reward_model')}, "
+                             f"expected {args.reward_model}; rerun it instead")
+        if is_pbrs(v) and prev.get("pbrs_flags", []) != args.pbrs_flags:
+            raise SystemExit(f"--reuse-variants: {v!r} ran with --pbrs-flags={prev.get('pbrs_flags', [])}, "
+                             f"expected {args.pbrs_flags}; rerun it instead")
+        for r in prev["runs"][v]:
+            if r["seed"] in seeds:
+                out[(v, r["seed"])] = truncate_run(r, args.steps, prev["steps"]) if prev["steps"] > args.steps else r
     return out
 
 
@@ -113,29 +147,34 @@ def main() -> int:
                    help="an earlier result JSON whose runs of --reuse-variants are taken as they are instead of "
                         "rerun (its task, budget, seeds and RL settings must equal these)")
     p.add_argument("--reuse-variants", default="sparse,dense_pbrs",
-                   help="variants taken from --reuse-from (never learned ones: their reward model may differ)")
+                   help="variants taken from --reuse-from (learned ones only when it used the same --reward-model)")
+    p.add_argument("--pbrs-flags", default="",
+                   help="space-separated flags for the PBRS variants only, e.g. '--value-horizon=20' (Phi read "
+                        "as a value); naive keeps the progress itself as its reward")
     p.add_argument("extra", nargs="*", help="extra flags passed to every `robo-reward rl` run")
     args = p.parse_args()
+    args.pbrs_flags = args.pbrs_flags.split()
     seeds = [int(s) for s in args.seeds.split(",")]
     variants = [v for v in args.variants.split(",") if v]
     reused = reuse_runs(args, seeds, variants)
-    variants = [v for v in variants if v not in reused]
     runs_dir = Path(args.runs) / args.task
-    jobs = [(v, s, runs_dir / v / f"seed{s}") for v in variants for s in seeds]
-    print(f"{len(jobs)} runs of {args.steps} env steps on {args.task}, {args.parallel} at a time", flush=True)
+    jobs = [(v, s, runs_dir / v / f"seed{s}") for v in variants for s in seeds if (v, s) not in reused]
+    print(f"{len(jobs)} runs of {args.steps} env steps on {args.task}, {args.parallel} at a time "
+          f"({len(reused)} taken from {args.reuse_from or '-'})", flush=True)
     t0 = time.perf_counter()
     with ThreadPoolExecutor(args.parallel) as pool:
         results = list(pool.map(lambda j: run_one(j[0], j[1], args, j[2]), jobs))
     wall = time.perf_counter() - t0
 
-    runs: dict[str, list[dict]] = {**reused, **{v: [] for v in variants}}
+    records = dict(reused)
     for (v, s, _out), r in zip(jobs, results, strict=True):
-        runs[v].append({"seed": s, "evals": r["evals"], "final_success": r["final"]["success_rate"],
-                        "online_episodes": r["episodes"], "wall_s": r["wall_s"],
-                        "env_steps_per_s": r["env_steps_per_s"], "render_s": r.get("render_s", 0.0),
-                        "reward_inference_s": r.get("potential_s", 0.0),
-                        "steps_to_80": steps_to(r["evals"], "env_steps", 0.8),
-                        "episodes_to_80": steps_to(r["evals"], "online_episodes", 0.8)})
+        records[(v, s)] = {"seed": s, "evals": r["evals"], "final_success": r["final"]["success_rate"],
+                           "online_episodes": r["episodes"], "wall_s": r["wall_s"],
+                           "env_steps_per_s": r["env_steps_per_s"], "render_s": r.get("render_s", 0.0),
+                           "reward_inference_s": r.get("potential_s", 0.0),
+                           "steps_to_80": steps_to(r["evals"], "env_steps", 0.8),
+                           "episodes_to_80": steps_to(r["evals"], "online_episodes", 0.8)}
+    runs: dict[str, list[dict]] = {v: [records[(v, s)] for s in seeds] for v in variants}
     summary = {}
     for v, rs in runs.items():
         s80 = [r["steps_to_80"] for r in rs]
@@ -152,7 +191,7 @@ def main() -> int:
         }
     budgets = budget_table(runs)
     # the training time of this benchmark's own runs (not of those taken from --reuse-from)
-    run_wall = float(sum(r["wall_s"] for v, rs in runs.items() if v not in reused for r in rs))
+    run_wall = float(sum(records[(v, s)]["wall_s"] for v, s, _ in jobs))
     ratio = None
     if all(k in summary for k in ("learned_pbrs", "dense_pbrs")):
         a, b = summary["learned_pbrs"]["steps_to_80_mean"], summary["dense_pbrs"]["steps_to_80_mean"]
@@ -161,7 +200,8 @@ def main() -> int:
               "demos": args.demos or None, "reward_model": args.reward_model,
               # this call's wall time (about zero when every run is reused) and the runs' own training time
               "wall_s": wall, "runs_wall_s_sum": run_wall, "parallel": args.parallel,
-              "extra": args.extra, "reused": {v: args.reuse_from for v in reused},
+              "extra": args.extra, "pbrs_flags": args.pbrs_flags,
+              "reused": {"from": args.reuse_from, "runs": sorted(f"{v} seed {s}" for v, s in reused)},
               "learned_over_dense_steps_to_80": ratio, "summary": summary, "budgets": budgets, "runs": runs}
     out = Path(args.out.format(task=args.task))
     out.parent.mkdir(parents=True, exist_ok=True)
