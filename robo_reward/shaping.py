@@ -90,10 +90,11 @@ class Shaper:
 
     def potential_of(self, progress: np.ndarray) -> np.ndarray:
         """Phi from progress. With ``value_horizon`` H > 0, progress p is read as the discounted
-        value of finishing at a demo's pace, ``gamma ** ((1 - p) * H)`` (H: steps a whole demo
-        takes): an estimate of the optimal value V*, the potential under which PBRS leaves the
-        least for the critic to learn (Ng et al. 1999). Monotone in p, so the ordering of states
-        is the model's; NaN stays NaN."""
+        value of finishing H steps after the start, ``gamma ** ((1 - p) * H)``. With a critic that
+        starts near zero, Phi acts as the initial Q (Wiewiora 2003): a large H keeps that start
+        below what a learning policy achieves (no optimism for the actor to park on) and damps
+        the early, least reliable part of a learned progress. Monotone in p, so the ordering of
+        states is the model's; NaN stays NaN."""
         p = np.asarray(progress, dtype=np.float64)
         if self.value_horizon <= 0:
             return p
