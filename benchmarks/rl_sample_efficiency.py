@@ -144,8 +144,8 @@ def main() -> int:
     p.add_argument("--runs", default="outputs/bench_rl")
     p.add_argument("--out", default="benchmarks/results/rl_sample_efficiency_{task}.json")
     p.add_argument("--reuse-from", default="",
-                   help="an earlier result JSON whose runs of --reuse-variants are taken as they are instead of "
-                        "rerun (its task, budget, seeds and RL settings must equal these)")
+                   help="an earlier result JSON whose runs of --reuse-variants are taken instead of rerun (same task "
+                        "and RL settings; a larger budget is cut at this one, seeds it lacks are run)")
     p.add_argument("--reuse-variants", default="sparse,dense_pbrs",
                    help="variants taken from --reuse-from (learned ones only when it used the same --reward-model)")
     p.add_argument("--pbrs-flags", default="",
