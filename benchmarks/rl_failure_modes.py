@@ -58,7 +58,7 @@ def run_modes(run: Path, episodes: int, seed: int, stochastic: bool = False) -> 
     cfg = json.loads((run / "config.json").read_text())
     if cfg["task"] != "push":
         raise ValueError(f"{run}: task {cfg['task']!r}; this script reads push's ground truth")
-    policy = SB3Policy(run)
+    policy = SB3Policy(run, deterministic=not stochastic)
     env = RLObservation(make_env("push", cameras=(), max_episode_steps=cfg.get("max_episode_steps")))
     base = env.unwrapped
     modes: Counter = Counter()
@@ -68,8 +68,7 @@ def run_modes(run: Path, episodes: int, seed: int, stochastic: bool = False) -> 
         tcp, acts, prog = [base.tcp_pos], [], []
         done = success = False
         while not done:
-            a = policy.model.predict(obs["state"], deterministic=False)[0] if stochastic else policy.act(obs)
-            a = np.clip(a, env.action_space.low, env.action_space.high)
+            a = np.clip(policy.act(obs), env.action_space.low, env.action_space.high)
             obs, _, term, trunc, info = env.step(a)
             tcp.append(base.tcp_pos)
             acts.append(a)

@@ -659,10 +659,12 @@ class LayerNormSACPolicy(SACPolicy):
 class SB3Policy:
     """A policy written by ``robo-reward rl``: ``act(obs) -> ee_delta action`` on RLObservation dicts."""
 
-    def __init__(self, run: str | Path | None = None, model=None):
+    def __init__(self, run: str | Path | None = None, model=None, deterministic: bool = True):
+        """``deterministic=False`` samples actions from the policy instead of taking its mean."""
         from stable_baselines3 import PPO, SAC
 
         self.cameras: tuple[str, ...] = ()
+        self.deterministic = deterministic
         if model is not None:  # a live model (evaluation during training)
             self.model, self.meta, self.task = model, {}, None
             return
@@ -681,4 +683,4 @@ class SB3Policy:
         pass
 
     def act(self, obs: dict[str, Any], env=None) -> np.ndarray:
-        return self.model.predict(obs["state"], deterministic=True)[0]
+        return self.model.predict(obs["state"], deterministic=self.deterministic)[0]
