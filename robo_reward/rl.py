@@ -100,8 +100,8 @@ class RLConfig:
     """0: Phi is the progress itself. H > 0: Phi = gamma^((1 - progress) * H), progress read as the
     discounted value of finishing H steps after the start. Still PBRS, so still policy-invariant.
     A pessimistic H pays: on push at --gamma=0.9, H = 20 lifts learned PBRS from 0.43 to 0.70 eval
-    success at 24k steps, where H = 10 (nearer a finished policy's pace) does worse
-    (benchmarks/results/rl_sample_efficiency_push_value*.json)."""
+    success at 24k steps, where H = 10 (nearer a finished policy's pace) does worse and H = 40 is
+    no better (benchmarks/results/rl_sample_efficiency_push_value*.json)."""
     ent_coef: str = "auto"
     """SAC entropy coefficient: auto, auto_<init> (tuned from <init>) or a fixed number. Returns
     here are of order one (a success, a potential in [0, 1]), so use a small init (auto_0.01),
