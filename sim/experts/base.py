@@ -37,6 +37,7 @@ class QualityMix(enum.StrEnum):
     MIXED = "mixed"
     RECOVERY = "recovery"
     OFFPATH = "offpath"
+    OFFPATH_FAST = "offpath_fast"
 
 
 @dataclass(frozen=True)
@@ -58,13 +59,17 @@ class ExpertQuality:
     """Wander this many steps partway through the last stage (after 1-8 of its steps), then
     finish from wherever the arm ends up: the task half done while the arm is somewhere else,
     which an RL policy shows and clean demos never do. These frames keep the last stage."""
+    fast: bool = False
+    """Move more the way an RL policy does: skip the phases marked ``skip_when_fast`` (the hover
+    above a push) and move ``FAST_SPEEDUP`` times faster. Off the clean demos' style, so it counts
+    as degraded."""
 
     @property
     def label(self) -> Quality:
         if self.stop_short_stage is not None:
             return Quality.FAILED
         if (self.action_noise > 0 or self.hesitation_prob > 0 or self.drop_regrasp or self.detour
-                or self.wander_steps > 0 or self.mid_wander_steps > 0):
+                or self.wander_steps > 0 or self.mid_wander_steps > 0 or self.fast):
             return Quality.DEGRADED
         return Quality.CLEAN
 
@@ -74,10 +79,14 @@ def sample_quality(mix: QualityMix | str, rng: np.random.Generator, n_stages: in
     (one or more knobs), 20% stopping short; ``recovery`` is ``mixed`` where half the episodes
     first wander for 10-30 steps (states off the demonstrations' path, which an RL policy visits);
     ``offpath`` is ``recovery`` where, independently, half the episodes also wander 5-20 steps
-    partway through the last stage (the task half done, the arm elsewhere)."""
+    partway through the last stage (the task half done, the arm elsewhere); ``offpath_fast`` is
+    ``offpath`` where, independently, half the episodes move ``fast`` (low and at full speed)."""
     mix = QualityMix(mix)
     if mix == QualityMix.CLEAN:
         return ExpertQuality()
+    if mix == QualityMix.OFFPATH_FAST:
+        fast = bool(rng.uniform() < 0.5)
+        return dataclasses.replace(sample_quality(QualityMix.OFFPATH, rng, n_stages), fast=fast)
     if mix == QualityMix.OFFPATH:
         mid = int(rng.integers(5, 21)) if rng.uniform() < 0.5 else 0
         return dataclasses.replace(sample_quality(QualityMix.RECOVERY, rng, n_stages), mid_wander_steps=mid)
@@ -124,6 +133,8 @@ class Phase:
     straight: bool = False
     """Scale the whole step down to ``speed`` (keeping its direction) instead of clipping each axis:
     for moves that must stay on a line, like pushing a peg into a hole."""
+    skip_when_fast: bool = False
+    """Left out of a ``fast`` demo (a hover an RL policy does not bother with)."""
 
 
 EXPERTS: dict[str, Callable[[], list[Phase]]] = {}
@@ -137,6 +148,30 @@ def register_expert(task: str):
     return deco
 
 
+# How much faster a ``fast`` demo moves (capped at full speed). Without the hover, a push fails
+# more often (the approach can nudge the block off its line), whatever the speed.
+FAST_SPEEDUP = 1.5
+
+
+def _fast_plan(phases: list[Phase]) -> list[Phase]:
+    """The phases of a ``fast`` demo: those marked ``skip_when_fast`` left out, every move
+    ``FAST_SPEEDUP`` times faster (at most full speed), and a recovery that restarts at a left-out
+    phase restarting at the next kept one."""
+    kept = [i for i, p in enumerate(phases) if not p.skip_when_fast]
+    if not kept:
+        raise ValueError("phases: every phase is skip_when_fast; a fast demo would do nothing")
+    names = [p.name for p in phases]
+
+    def restart(name: str) -> str:
+        if not name or name not in names:
+            return name
+        i = names.index(name)
+        return phases[next((k for k in kept if k >= i), kept[-1])].name
+
+    return [dataclasses.replace(phases[i], speed=min(1.0, FAST_SPEEDUP * phases[i].speed), restart=restart(phases[i].restart))
+            for i in kept]
+
+
 @dataclass
 class ScriptedExpert:
     """Runs a task's phase list against a live env. ``act(env)`` returns an ee_delta action."""
@@ -147,7 +182,7 @@ class ScriptedExpert:
     drop_phases: list[Phase] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.plan = list(self.phases)
+        self.plan = _fast_plan(self.phases) if self.quality.fast else list(self.phases)
         self.i = 0
         self.steps_in_phase = 0
         self.pause = 0

@@ -101,7 +101,7 @@ def push_expert():
         return bool(rel @ u > 0.0 or np.linalg.norm(rel - (rel @ u) * u) > 0.03)
 
     phases = [
-        Phase("above", 0, CLOSED, above, tol=0.008),
+        Phase("above", 0, CLOSED, above, tol=0.008, skip_when_fast=True),
         Phase("descend", 0, CLOSED, start, speed=0.6, tol=0.004),
         Phase("push", 1, CLOSED, push, speed=0.5, tol=0.0, timeout=200, abort=lost_contact, restart="above"),
     ]

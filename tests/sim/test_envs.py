@@ -269,3 +269,34 @@ def test_pressing_down_at_the_floor_does_not_jam_the_jaws_into_the_table():
             contacts += base.gripper_on_table()
         assert base.tcp_pos[2] >= 0.011  # the floor of the TCP target
     assert contacts <= 3, f"{contacts} of 90 steps pressed the gripper into the table"
+
+
+def test_fast_push_expert_skips_the_hover_and_the_mix_draws_it():
+    """``offpath_fast`` demos move the way RL policies do: a ``fast`` push leaves out the hover
+    above the pre-push point (the TCP stays low) and still pushes the block home on most seeds."""
+    from sim.experts.base import ExpertQuality, Quality, sample_quality
+
+    env = make_env("push", cameras=())
+    top = {False: [], True: []}
+    wins = {False: 0, True: 0}
+    for seed in range(8):
+        for fast in (False, True):
+            env.reset(seed=seed)
+            expert = make_expert("push", ExpertQuality(fast=fast), seed=seed)
+            z = []
+            for _ in range(env.horizon):
+                *_, terminated, truncated, info = env.step(expert.act(env))
+                z.append(env.tcp_pos[2])
+                if terminated or truncated:
+                    break
+            top[fast].append(max(z[3:]))
+            wins[fast] += int(info["success"])
+            if fast:
+                assert "above" not in [p.name for p in expert.plan]
+                assert expert.quality.label == Quality.DEGRADED
+    assert all(f < c - 0.01 for f, c in zip(top[True], top[False], strict=True)), (top[True], top[False])
+    assert wins[False] >= 7 and wins[True] >= 5, wins
+    rng = np.random.default_rng(0)
+    draws = [sample_quality("offpath_fast", rng, 2) for _ in range(200)]
+    assert 60 < sum(d.fast for d in draws) < 140
+    assert 60 < sum(d.mid_wander_steps > 0 for d in draws) < 140
