@@ -31,7 +31,7 @@ class CollectConfig:
     """clean (every episode clean), mixed (40 pct clean, 40 pct degraded, 20 pct stopping short) or
     recovery (mixed, where half the episodes first wander 10-30 steps at random: off-path states) or
     offpath (recovery, where half the episodes also wander 5-20 steps partway through the last stage) or
-    offpath_fast (offpath, where half the episodes move the way RL policies do: no hover, full speed)."""
+    offpath_fast (offpath, where half the episodes move more the way RL policies do: no hover, 1.5x faster)."""
     out: Path = Path("datasets/so101_pick_place")
     """Dataset directory (LeRobotDataset v3)."""
     seed: int = 0
@@ -46,9 +46,10 @@ class CollectConfig:
     def __post_init__(self) -> None:
         if self.episodes < 1:
             raise ValueError(f"--episodes: {self.episodes}; expected >= 1")
-        if self.quality not in ("clean", "mixed", "recovery", "offpath", "offpath_fast"):
-            raise ValueError(f"--quality: {self.quality!r}; expected 'clean', 'mixed', 'recovery', 'offpath' "
-                             "or 'offpath_fast'")
+        from sim.experts.base import QualityMix
+
+        if self.quality not in {q.value for q in QualityMix}:
+            raise ValueError(f"--quality: {self.quality!r}; expected one of {[q.value for q in QualityMix]}")
 
 
 @dataclass

@@ -80,7 +80,7 @@ def sample_quality(mix: QualityMix | str, rng: np.random.Generator, n_stages: in
     first wander for 10-30 steps (states off the demonstrations' path, which an RL policy visits);
     ``offpath`` is ``recovery`` where, independently, half the episodes also wander 5-20 steps
     partway through the last stage (the task half done, the arm elsewhere); ``offpath_fast`` is
-    ``offpath`` where, independently, half the episodes move ``fast`` (low and at full speed)."""
+    ``offpath`` where, independently, half the episodes move ``fast`` (no hover, ``FAST_SPEEDUP`` times faster)."""
     mix = QualityMix(mix)
     if mix == QualityMix.CLEAN:
         return ExpertQuality()
