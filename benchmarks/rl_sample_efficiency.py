@@ -5,7 +5,10 @@ demo-seeded replay), two runs at a time with one torch thread each. Finished run
 a killed benchmark picks up where it stopped. Writes a JSON of evaluation success against env
 steps and against online episodes per run, a summary (steps to 80% success, final success, the
 learned/dense step ratio, throughput with the share of wall time in rendering and reward
-inference) and a plot (mean with min-max band over seeds).
+inference), a budget table (each variant's mean success at every evaluated budget with a bootstrap
+95% interval over seeds, and the variants compared seed by seed: learned PBRS minus sparse and so
+on, with a sign test) and a plot (mean with min-max band over seeds). ``--resummarize=JSON``
+rebuilds an earlier result's budget table from the runs it recorded.
 
     python benchmarks/rl_sample_efficiency.py --task=push --steps=12000 --seeds=0,1,2 \
         --reward-model=outputs/reward/push_default --demos=datasets/so101_push
@@ -24,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from robo_reward.stats import bootstrap_mean_ci, paired_difference
+
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = {
     "sparse": ["--reward=sparse"],
@@ -35,6 +40,9 @@ VARIANTS = {
     "dense_naive": ["--reward=dense", "--shaping=naive"],
 }
 DEFAULT_VARIANTS = ("sparse", "dense_pbrs", "learned_pbrs", "learned_naive")
+# the comparisons the budget table makes seed by seed (first minus second)
+PAIRS = (("learned_pbrs", "sparse"), ("dense_pbrs", "sparse"), ("learned_pbrs", "dense_pbrs"),
+         ("learned_naive", "sparse"))
 
 
 def run_one(variant: str, seed: int, args, out: Path) -> dict:
@@ -152,7 +160,11 @@ def main() -> int:
                    help="space-separated flags for the PBRS variants only, e.g. '--value-horizon=20' (Phi read "
                         "as a value); naive keeps the progress itself as its reward")
     p.add_argument("extra", nargs="*", help="extra flags passed to every `robo-reward rl` run")
+    p.add_argument("--resummarize", default="",
+                   help="an earlier result JSON: rebuild its budget table and plot from its recorded runs (no runs)")
     args = p.parse_args()
+    if args.resummarize:
+        return resummarize(Path(args.resummarize))
     args.pbrs_flags = args.pbrs_flags.split()
     seeds = [int(s) for s in args.seeds.split(",")]
     variants = [v for v in args.variants.split(",") if v]
@@ -213,9 +225,7 @@ def main() -> int:
               f"(render {s['render_share']:.0%}, reward model {s['reward_inference_share']:.0%})")
     print(f"learned/dense steps to 80% (every seed): {ratio}; on the mean curve: "
           f"{budgets['learned_over_dense_mean_curve']} (steps: {budgets['mean_curve_steps_to']})")
-    for b in budgets["table"]:
-        print("  " + f"{b['env_steps']:>7} steps: " + ", ".join(f"{v} {b[v]:.2f}" for v in runs))
-    print(f"acceptance (a budget where sparse <= 20% and learned PBRS >= 80%): {budgets['acceptance']}")
+    print_budgets(budgets, list(runs))
     print(f"wrote {out} and {out.with_suffix('.png')} ({wall / 60:.1f} min for this call; the runs trained for "
           f"{run_wall / 60:.1f} min in all, about {run_wall / 60 / args.parallel:.1f} min at {args.parallel} at a time)")
     return 0
@@ -223,14 +233,21 @@ def main() -> int:
 
 def budget_table(runs: dict[str, list[dict]]) -> dict:
     """Mean eval success of every variant at each evaluated budget (the eval steps all runs share),
-    and the acceptance check of the RL issue: the budgets at which sparse stays at or below 20%
+    with bootstrap intervals and seed-by-seed comparisons (:data:`PAIRS`), and the acceptance check of the RL issue: the budgets at which sparse stays at or below 20%
     while learned PBRS reaches at least 80% (mean over seeds)."""
     common = sorted(set.intersection(*({e["env_steps"] for e in r["evals"]} for rs in runs.values() for r in rs)))
     table = []
     for step in common:
         row: dict = {"env_steps": step}
-        for v, rs in runs.items():
-            row[v] = float(np.mean([next(e["success_rate"] for e in r["evals"] if e["env_steps"] == step) for r in rs]))
+        per_seed = {v: [next(e["success_rate"] for e in r["evals"] if e["env_steps"] == step) for r in rs]
+                    for v, rs in runs.items()}
+        for v, xs in per_seed.items():
+            row[v] = float(np.mean(xs))
+        # how sure the means are: a bootstrap interval over seeds, and each pair of variants compared
+        # seed by seed (the same seeds run every variant)
+        row["ci95"] = {v: bootstrap_mean_ci(xs) for v, xs in per_seed.items()}
+        row["paired"] = {f"{a}-{b}": paired_difference(per_seed[a], per_seed[b]) for a, b in PAIRS
+                         if a in per_seed and b in per_seed and _same_seeds(runs[a], runs[b])}
         table.append(row)
     ok = [b["env_steps"] for b in table
           if "sparse" in b and "learned_pbrs" in b and b["sparse"] <= 0.2 and b["learned_pbrs"] >= 0.8]
@@ -246,6 +263,38 @@ def budget_table(runs: dict[str, list[dict]]) -> dict:
     return {"table": table, "largest_budget_sparse_at_most_20": max(sparse_ok) if sparse_ok else None,
             "mean_curve_steps_to": mean_steps_to, "learned_over_dense_mean_curve": mean_ratio,
             "acceptance": {"met": bool(ok), "budgets": ok}}
+
+
+def _same_seeds(a: list[dict], b: list[dict]) -> bool:
+    return [r["seed"] for r in a] == [r["seed"] for r in b]
+
+
+def resummarize(path: Path) -> int:
+    """Rebuild an earlier result's budget table (means, intervals, paired comparisons) and plot
+    from the runs it recorded; nothing is rerun and every other field is kept."""
+    result = json.loads(path.read_text())
+    runs = result.get("runs")
+    if not (isinstance(runs, dict) and runs and all(isinstance(rs, list) and rs and all(
+            isinstance(r, dict) and "evals" in r and "seed" in r for r in rs) for rs in runs.values())):
+        raise SystemExit(f"--resummarize={path}: 'runs' is not this benchmark's record (expected variant -> list of "
+                         "runs, each with 'seed' and 'evals')")
+    result["budgets"] = budget_table(runs)
+    path.write_text(json.dumps(result, indent=2))
+    plot(result, path.with_suffix(".png"))
+    print_budgets(result["budgets"], list(result["runs"]))
+    print(f"rewrote the budget table of {path} and {path.with_suffix('.png')}")
+    return 0
+
+
+def print_budgets(budgets: dict, variants: list[str]) -> None:
+    for b in budgets["table"]:
+        ci = b.get("ci95", {})
+        print("  " + f"{b['env_steps']:>7} steps: " + ", ".join(
+            f"{v} {b[v]:.2f}" + (f" [{ci[v][0]:.2f}, {ci[v][1]:.2f}]" if v in ci else "") for v in variants))
+        for name, d in b.get("paired", {}).items():
+            print(f"{'':>20}{name}: {d['mean']:+.2f} [{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}], seeds "
+                  f"ahead / behind / level {d['ahead']} / {d['behind']} / {d['level']} (sign test p = {d['sign_test_p']:.2f})")
+    print(f"acceptance (a budget where sparse <= 20% and learned PBRS >= 80%): {budgets['acceptance']}")
 
 
 def plot(result: dict, path: Path) -> None:
