@@ -248,3 +248,21 @@ def test_clip_and_siglip_towers_load_locally_and_train(kind, tiny_dataset, tmp_p
     cache = load_frame_cache(tiny_dataset, ["front"], 64, progress=False)
     pred = predict_episode(model, cache.episode_frames(cache.episodes[0]))
     assert np.isfinite(pred.progress).all() and ((pred.progress >= 0) & (pred.progress <= 1)).all()
+
+
+def test_rl_potential_preset_is_the_default_with_its_three_overrides():
+    """configs/reward/rl_potential.yaml says it is default.yaml with --model.use_state=false
+    --model.window=1 --batch_size=64 (the README's recipe for learned potentials): keep it so."""
+    from pathlib import Path
+
+    import draccus
+
+    from robo_reward.train_reward import TrainRewardConfig
+
+    root = Path(__file__).resolve().parents[2] / "configs" / "reward"
+    base = ["--dataset=d", "--out=o"]
+    preset = draccus.parse(TrainRewardConfig, args=[f"--config_path={root / 'rl_potential.yaml'}", *base])
+    recipe = draccus.parse(TrainRewardConfig, args=[f"--config_path={root / 'default.yaml'}", *base,
+                                                    "--model.use_state=false", "--model.window=1", "--batch_size=64"])
+    assert preset == recipe
+    assert not preset.model.use_state and preset.model.window == 1

@@ -168,3 +168,35 @@ def test_learned_reward_reading_joints_warns(tmp_path, tiny_run, tiny_model):
         warnings.simplefilter("always")
         assert not make_potential(RLConfig(reward="learned", reward_model=str(tiny_run)), 1).needs_state
     assert not [w for w in caught if "proprioception" in str(w.message)]
+
+
+def _parse_rl(args: list[str]) -> RLConfig:
+    import draccus
+
+    return draccus.parse(config_class=RLConfig, args=args)
+
+
+def test_push_preset_is_the_benchmarked_setting():
+    """configs/rl/push.yaml holds the flags of the benchmark row it cites (the PBRS variants' flags),
+    so the preset and the measured numbers cannot drift apart."""
+    from pathlib import Path
+
+    from robo_reward.cli import _underscore_flag
+
+    root = Path(__file__).resolve().parents[2]
+    bench = json.loads((root / "benchmarks/results/rl_sample_efficiency_push_value.json").read_text())
+    flags = [*bench["extra"], *bench["pbrs_flags"], f"--utd={bench['utd']}", f"--task={bench['task']}",
+             f"--steps={bench['steps']}", "--eval-every=4000"]
+    want = _parse_rl(["--reward=learned", "--reward_model=m", *map(_underscore_flag, flags)])
+    got = _parse_rl(["--config_path=" + str(root / "configs/rl/push.yaml"), "--reward=learned", "--reward_model=m"])
+    assert got == want
+    pp = _parse_rl(["--config_path=" + str(root / "configs/rl/pick_place_demos.yaml"), "--reward=sparse"])
+    assert (pp.task, pp.utd, pp.n_step, pp.demo_success_only, pp.learning_starts) == ("pick_place", 2.0, 3, True, 0)
+
+
+def test_rl_cli_runs_from_the_preset(tmp_path):
+    out = tmp_path / "run"
+    assert main(["rl", "--config=configs/rl/push.yaml", "--reward=dense", "--steps=200", f"--out={out}", *FAST]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert (cfg["gamma"], cfg["n_step"], cfg["value_horizon"], cfg["ent_coef"]) == (0.9, 3, 20, "auto_0.01")
+    assert cfg["max_episode_steps"] == 40  # a flag after --config overrides the preset
