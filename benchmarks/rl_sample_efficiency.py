@@ -7,7 +7,7 @@ steps and against online episodes per run, a summary (steps to 80% success, fina
 learned/dense step ratio, throughput with the share of wall time in rendering and reward
 inference), a budget table (each variant's mean success at every evaluated budget with a bootstrap
 95% interval over seeds, and the variants compared seed by seed: learned PBRS minus sparse and so
-on, with a sign test) and a plot (mean with min-max band over seeds). ``--resummarize=JSON``
+on, with a sign test) and a plot (mean with a bootstrap 95% band over seeds). ``--resummarize=JSON``
 rebuilds an earlier result's budget table from the runs it recorded.
 
     python benchmarks/rl_sample_efficiency.py --task=push --steps=12000 --seeds=0,1,2 \
@@ -315,7 +315,8 @@ def plot(result: dict, path: Path) -> None:
             else:
                 ys = np.array([[e["success_rate"] for e in r["evals"]] for r in rs])
             ax.plot(grid, ys.mean(0), label=v)
-            ax.fill_between(grid, ys.min(0), ys.max(0), alpha=0.2)
+            band = np.array([bootstrap_mean_ci(col, n_boot=2000) for col in ys.T])
+            ax.fill_between(grid, band[:, 0], band[:, 1], alpha=0.2)
     for ax, label in zip(axes, ("environment steps", "online episodes"), strict=True):
         ax.set_xlabel(label)
         ax.set_ylabel("eval success rate")
@@ -324,7 +325,7 @@ def plot(result: dict, path: Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend()
     fig.suptitle(f"{result['task']}: {len(result['seeds'])} seeds, {result['steps']} steps"
-                 f"{', demo-seeded' if result['demos'] else ''} (mean, min-max band)")
+                 f"{', demo-seeded' if result['demos'] else ''} (mean, bootstrap 95% band over seeds)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
