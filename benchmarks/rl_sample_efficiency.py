@@ -233,8 +233,9 @@ def main() -> int:
 
 def budget_table(runs: dict[str, list[dict]]) -> dict:
     """Mean eval success of every variant at each evaluated budget (the eval steps all runs share),
-    with bootstrap intervals and seed-by-seed comparisons (:data:`PAIRS`), and the acceptance check of the RL issue: the budgets at which sparse stays at or below 20%
-    while learned PBRS reaches at least 80% (mean over seeds)."""
+    with bootstrap intervals and seed-by-seed comparisons (:data:`PAIRS`), and the acceptance check
+    of the RL issue: the budgets at which sparse stays at or below 20% while learned PBRS reaches
+    at least 80% (mean over seeds)."""
     common = sorted(set.intersection(*({e["env_steps"] for e in r["evals"]} for rs in runs.values() for r in rs)))
     table = []
     for step in common:
