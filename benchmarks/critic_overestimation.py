@@ -22,8 +22,9 @@ import torch
 
 
 def score(run: Path, episodes: int) -> dict:
-    from robo_reward.rl import SB3Policy
-    from robo_reward.shaping import RLObservation, Shaper
+    from robo_reward.policies.sb3 import SB3Policy
+    from robo_reward.rl.observation import RLObservation
+    from robo_reward.rl.shaping import Shaper
     from sim.tasks import make_env
 
     cfg = json.loads((run / "config.json").read_text())

@@ -37,9 +37,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def build_defaults(work: Path) -> tuple[Path, Path]:
-    from robo_reward.bc import TrainBCConfig, train_bc
-    from robo_reward.models.config import RewardModelConfig
-    from robo_reward.train_reward import TrainRewardConfig, train_reward
+    from robo_reward.policies.train_bc import TrainBCConfig, train_bc
+    from robo_reward.reward.config import RewardModelConfig
+    from robo_reward.reward.train import TrainRewardConfig, train_reward
     from sim.collect import collect
 
     data = work / "demos"

@@ -47,8 +47,8 @@ def main() -> None:
 
     from real.deploy import DeployConfig, run_deploy
     from real.robots.mujoco_so101 import MujocoSO101Config
-    from robo_reward.bc import load_policy
-    from robo_reward.eval_policy import evaluate_policy
+    from robo_reward.policies.registry import load_policy
+    from robo_reward.rl.evaluate import evaluate_policy
 
     args.out = args.out or RESULTS / "deploy_vs_eval.json"
 

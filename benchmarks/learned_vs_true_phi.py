@@ -45,8 +45,10 @@ class StateFrozen:
 
 
 def rollouts(run: Path, reward_model: str, episodes: int, seed: int, state_ablation: bool = False) -> dict:
-    from robo_reward.rl import SB3Policy, make_vec_env
-    from robo_reward.shaping import LearnedPotential, Shaper
+    from robo_reward.policies.sb3 import SB3Policy
+    from robo_reward.rl.envs import make_vec_env
+    from robo_reward.rl.potentials import LearnedPotential
+    from robo_reward.rl.shaping import Shaper
 
     cfg = json.loads((run / "config.json").read_text())
     policy = SB3Policy(run)

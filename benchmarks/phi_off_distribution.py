@@ -64,7 +64,7 @@ class Behaviour:
 
 def rollouts(task: str, runs: list[str], behaviours: list[str], episodes: int, steps: int, seed: int,
              progress: bool = True) -> dict:
-    from robo_reward.shaping import LearnedPotential
+    from robo_reward.rl.potentials import LearnedPotential
     from sim.tasks import make_env
 
     pots = {r: LearnedPotential.from_runs(r.split("+"), num_envs=1) for r in runs}  # a+b: an ensemble
@@ -178,7 +178,7 @@ def main() -> int:
         raise SystemExit(f"--behaviours: unknown {bad}; expected a subset of {list(BEHAVIOURS)}")
     t0 = time.perf_counter()
     res = rollouts(args.task, runs, behaviours, args.episodes, args.steps, args.seed)
-    from robo_reward.models.modeling import ProcessRewardModel
+    from robo_reward.reward.modeling import ProcessRewardModel
 
     spans = {r: (lambda c: (c.window - 1) * c.frame_gap + 1)(ProcessRewardModel.load(r.split("+")[0]).config)
              for r in runs}

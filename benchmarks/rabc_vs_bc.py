@@ -105,7 +105,7 @@ def main() -> int:
     for d in table.values():
         d["over_bc"] = d["success_mean"] / bc if bc > 0 else None
         d["minus_bc_points"] = 100 * (d["success_mean"] - bc)
-    from robo_reward.bc import task_of_dataset
+    from robo_reward.data.table import task_of_dataset
 
     task = task_of_dataset(Path(args.dataset))
     result = {"dataset": args.dataset, "task": task, "reward_model": args.reward_model, "seeds": seeds,

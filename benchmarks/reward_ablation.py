@@ -23,9 +23,9 @@ import json
 import time
 from pathlib import Path
 
-from robo_reward.eval_reward import evaluate
-from robo_reward.models.config import RewardModelConfig
-from robo_reward.train_reward import TrainRewardConfig, train_reward
+from robo_reward.reward.config import RewardModelConfig
+from robo_reward.reward.evaluate import evaluate
+from robo_reward.reward.train import TrainRewardConfig, train_reward
 
 VARIANTS = {
     "full": {},
@@ -80,7 +80,7 @@ def main() -> None:
 
 def one_shot(dataset: str, run: Path, steps: int) -> dict:
     """Train on one successful demo (episode split forced), evaluate VOC+ on all the others."""
-    from robo_reward.models.data import load_frame_cache
+    from robo_reward.data.frames import load_frame_cache
 
     cache = load_frame_cache(dataset, ["front", "side", "wrist"], progress=False)
     demo = next(e.index for e in cache.episodes if e.success and e.quality == "clean")

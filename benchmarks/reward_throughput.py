@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from robo_reward.models.config import RewardModelConfig
-from robo_reward.models.modeling import ProcessRewardModel
+from robo_reward.reward.config import RewardModelConfig
+from robo_reward.reward.modeling import ProcessRewardModel
 
 
 def main() -> None:

@@ -51,8 +51,8 @@ def failure_mode(tcp: np.ndarray, actions: np.ndarray, progress: np.ndarray, on_
 
 
 def run_modes(run: Path, episodes: int, seed: int, stochastic: bool = False) -> dict:
-    from robo_reward.rl import SB3Policy
-    from robo_reward.shaping import RLObservation
+    from robo_reward.policies.sb3 import SB3Policy
+    from robo_reward.rl.observation import RLObservation
     from sim.tasks import make_env
 
     cfg = json.loads((run / "config.json").read_text())
@@ -100,10 +100,10 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/rl_failure_modes_push.json"))
     args = p.parse_args()
     if args.tcp_floor is not None:
-        import sim.robot
+        import robo_reward.embodiments.so101.kinematics
 
-        sim.robot.TCP_BOUNDS[0, 2] = args.tcp_floor
-    from sim.robot import TCP_BOUNDS
+        robo_reward.embodiments.so101.kinematics.TCP_BOUNDS[0, 2] = args.tcp_floor
+    from robo_reward.embodiments.so101.kinematics import TCP_BOUNDS
 
     results = [run_modes(r, args.episodes, args.seed, args.stochastic) for r in args.runs]
     by_variant: dict[str, Counter] = {}

@@ -24,8 +24,8 @@ import torch
 
 
 def run(task: str, envs: int, steps: int, model_dir: str | None, mode: str) -> dict:
-    from robo_reward.models.modeling import ProcessRewardModel
-    from robo_reward.shaping import LearnedPotential
+    from robo_reward.reward.modeling import ProcessRewardModel
+    from robo_reward.rl.potentials import LearnedPotential
     from sim.scene import CAMERAS
     from sim.tasks import make_env
 

@@ -17,7 +17,7 @@ import draccus
 import mujoco
 import numpy as np
 
-from sim.robot import JOINT_NAMES, forward_tcp
+from robo_reward.embodiments.so101.kinematics import JOINT_NAMES, forward_tcp
 
 logger = logging.getLogger(__name__)
 

@@ -133,7 +133,7 @@ def cmd_collect(cfg: CollectConfig) -> int:
 
 
 def cmd_import_raw(cfg: ImportRawConfig) -> int:
-    from robo_reward.raw_import import import_raw
+    from robo_reward.data.raw_import import import_raw
 
     n = import_raw(cfg.src, cfg.out, _split(cfg.stages) or None, _split(cfg.cameras) or None)
     print(f"imported {n} episodes into {cfg.out}")
@@ -141,7 +141,7 @@ def cmd_import_raw(cfg: ImportRawConfig) -> int:
 
 
 def cmd_dataset_info(cfg: DatasetInfoConfig) -> int:
-    from robo_reward.dataset_info import dataset_info
+    from robo_reward.data.info import dataset_info
 
     text, png = dataset_info(cfg.dataset, cfg.png, cfg.episode)
     print(text)
@@ -150,7 +150,7 @@ def cmd_dataset_info(cfg: DatasetInfoConfig) -> int:
 
 
 def cmd_train_reward(cfg) -> int:
-    from robo_reward.train_reward import train_reward
+    from robo_reward.reward.train import train_reward
 
     out = train_reward(cfg)
     print(f"model saved to {out}")
@@ -158,7 +158,7 @@ def cmd_train_reward(cfg) -> int:
 
 
 def cmd_eval_reward(cfg: EvalRewardConfig) -> int:
-    from robo_reward.eval_reward import evaluate
+    from robo_reward.reward.evaluate import evaluate
 
     r = evaluate(cfg.model, cfg.dataset, cfg.out_json, video=cfg.video,
                  cameras_present=_split(cfg.cameras_present) or None, fusion=cfg.fusion)
@@ -173,14 +173,14 @@ def cmd_eval_reward(cfg: EvalRewardConfig) -> int:
 
 
 def cmd_annotate_progress(cfg: AnnotateProgressConfig) -> int:
-    from robo_reward.eval_reward import annotate_progress
+    from robo_reward.reward.evaluate import annotate_progress
 
     print(f"wrote {annotate_progress(cfg.model, cfg.dataset, cfg.out)}")
     return 0
 
 
 def cmd_rl(cfg) -> int:
-    from robo_reward.rl import run_rl
+    from robo_reward.rl.runner import run_rl
 
     r = run_rl(cfg)
     f = r["final"]
@@ -192,7 +192,7 @@ def cmd_rl(cfg) -> int:
 
 
 def cmd_train_bc(cfg) -> int:
-    from robo_reward.bc import train_bc
+    from robo_reward.policies.train_bc import train_bc
 
     r = train_bc(cfg)
     w = r["weights"]
@@ -203,7 +203,7 @@ def cmd_train_bc(cfg) -> int:
 
 
 def cmd_eval_policy(cfg) -> int:
-    from robo_reward.eval_policy import run_eval_policy
+    from robo_reward.rl.evaluate import run_eval_policy
 
     r = run_eval_policy(cfg)
     print(f"{r['task']}: success {r['success_rate']:.2f} ({r['successes']}/{r['episodes']}), mean length "
@@ -250,13 +250,13 @@ COMMANDS = {
     "collect": (CollectConfig, cmd_collect, "collect scripted sim demos into a LeRobot dataset"),
     "import-raw": (ImportRawConfig, cmd_import_raw, "import raw multi-view recordings with keyframes"),
     "dataset-info": (DatasetInfoConfig, cmd_dataset_info, "summarise a dataset and draw a contact sheet"),
-    "train-reward": ("robo_reward.train_reward:TrainRewardConfig", cmd_train_reward, "train the multi-view stage-aware process reward model"),
+    "train-reward": ("robo_reward.reward.train:TrainRewardConfig", cmd_train_reward, "train the multi-view stage-aware process reward model"),
     "eval-reward": (EvalRewardConfig, cmd_eval_reward, "VOC+/-, stage accuracy, AUROC, hop MAE, plots"),
     "annotate-progress": (AnnotateProgressConfig, cmd_annotate_progress,
                           "write sarm_progress.parquet for LeRobot's RA-BC"),
-    "rl": ("robo_reward.rl:RLConfig", cmd_rl, "online RL (SAC/PPO) with sparse, dense or learned-PBRS reward"),
-    "train-bc": ("robo_reward.bc:TrainBCConfig", cmd_train_bc, "behaviour cloning, optionally reward-aligned (RA-BC)"),
-    "eval-policy": ("robo_reward.eval_policy:EvalPolicyConfig", cmd_eval_policy,
+    "rl": ("robo_reward.rl.config:RLConfig", cmd_rl, "online RL (SAC/PPO) with sparse, dense or learned-PBRS reward"),
+    "train-bc": ("robo_reward.policies.train_bc:TrainBCConfig", cmd_train_bc, "behaviour cloning, optionally reward-aligned (RA-BC)"),
+    "eval-policy": ("robo_reward.rl.evaluate:EvalPolicyConfig", cmd_eval_policy,
                     "success rate of a BC or RL policy in sim, optional videos"),
     "deploy": ("real.deploy:DeployConfig", cmd_deploy,
                "run a policy on a robot (so101_follower, or mujoco_so101 with no hardware), record rollouts"),

@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from robo_reward.data.labels import Segments
 from robo_reward.data.lerobot_io import DatasetWriter, EpisodeMeta, deferred_interrupts, features_for
-from robo_reward.labels import Segments
+from robo_reward.embodiments.so101.kinematics import ACTION_KEYS
 from sim.experts import make_expert, sample_quality
 from sim.experts.base import QualityMix
-from sim.robot import ACTION_KEYS
 from sim.tasks import make_env
 from sim.tasks.base import SO101TaskEnv
 

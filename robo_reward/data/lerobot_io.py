@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from robo_reward.labels import Segments, temporal_proportions
+from robo_reward.data.labels import Segments, temporal_proportions
 
 SIDECAR = "meta/robo_reward_episodes.jsonl"
 PROPORTIONS = "meta/temporal_proportions_sparse.json"
@@ -91,7 +91,7 @@ def load_episode_meta(root: str | Path) -> dict[int, EpisodeMeta]:
     return out
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     with open(tmp, "wb") as f:
         f.write(data)
@@ -129,9 +129,9 @@ def materialize_annotations(root: str | Path, stage_names: list[str] | None = No
             cols["success"].append(bool(m.success))
         for k, v in cols.items():
             df[k] = v
-        _atomic_write_bytes(f, df.to_parquet(index=False))
+        atomic_write_bytes(f, df.to_parquet(index=False))
     props = temporal_proportions([m.segments() for m in metas.values()], stage_names)
-    _atomic_write_bytes(root / PROPORTIONS, json.dumps(props, indent=2).encode())
+    atomic_write_bytes(root / PROPORTIONS, json.dumps(props, indent=2).encode())
     return props
 
 
@@ -205,14 +205,14 @@ class DatasetWriter:
             self.root.parent.mkdir(parents=True, exist_ok=True)
             self.ds = LeRobotDataset.create(repo_id_for(self.root), fps=fps, features=features, root=self.root,
                                             robot_type=robot_type, use_videos=True, metadata_buffer_size=1)
-            _atomic_write_bytes(self.root / STAGES_FILE, json.dumps({"stages": self.stage_names}).encode())
+            atomic_write_bytes(self.root / STAGES_FILE, json.dumps({"stages": self.stage_names}).encode())
         self._finalized = False
 
     def _drop_orphan_records(self, total_episodes: int) -> None:
         """Keep only sidecar records of episodes LeRobot actually holds."""
         metas = load_episode_meta(self.root)
         keep = [m for i, m in sorted(metas.items()) if i < total_episodes]
-        _atomic_write_bytes(self.root / SIDECAR, "".join(json.dumps(asdict(m)) + "\n" for m in keep).encode())
+        atomic_write_bytes(self.root / SIDECAR, "".join(json.dumps(asdict(m)) + "\n" for m in keep).encode())
 
     @property
     def num_episodes(self) -> int:

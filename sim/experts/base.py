@@ -18,9 +18,11 @@ import dataclasses
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from robo_reward.registry import Registry
 from sim.tasks.base import SO101TaskEnv
 
 
@@ -137,15 +139,13 @@ class Phase:
     """Left out of a ``fast`` demo (a hover an RL policy does not bother with)."""
 
 
-EXPERTS: dict[str, Callable[[], list[Phase]]] = {}
+EXPERTS: Registry[Callable[[], tuple[list[Phase], Any]]] = Registry("scripted expert")
+"""Task name -> a function returning the expert's phase list (and its drop-and-regrasp hook)."""
 
 
 def register_expert(task: str):
-    def deco(fn: Callable[[], list[Phase]]):
-        EXPERTS[task] = fn
-        return fn
-
-    return deco
+    """``@register_expert("push")`` on the function that builds the task's phases."""
+    return EXPERTS.register(task)
 
 
 # How much faster a ``fast`` demo moves (capped at full speed). Without the hover, a push fails
@@ -250,13 +250,7 @@ class ScriptedExpert:
     def _act(self, env: SO101TaskEnv) -> np.ndarray:
         grip = self.phase.gripper
         self._pausing = False
-        ph = self.phase
-        if (self._mid_wander_at >= 0 and not self.done and not self._mid_wandering and self.wander_left == 0
-                and ph.target is not None and ph.stage == self._last_stage and self.steps_in_phase >= self._mid_wander_at):
-            self._mid_wander_at = -1  # once per episode
-            self._mid_wandering = True
-            self.wander_left = self.quality.mid_wander_steps
-            self._wander = np.zeros(3)
+        self._maybe_start_mid_wander()
         self._wandering = self.wander_left > 0
         if not self._wandering:
             self._mid_wandering = False
@@ -273,48 +267,65 @@ class ScriptedExpert:
             self.plan[self.i:self.i] = self.drop_phases
             self.steps_in_phase = 0
         for _ in range(len(self.plan)):
-            if self.pause > 0:  # hesitate at the end of the phase just finished, its jaws as they were
-                self.pause -= 1
-                self._pausing = True
-                return self._noisy(np.zeros(3), self._paused_after.gripper)
-            ph = self.phase
-            if ph.target is None:
-                if self.steps_in_phase >= ph.hold:
-                    self._advance(env)
-                    if self.done:
-                        return np.array([0.0, 0.0, 0.0, self.phase.gripper], dtype=np.float32)
-                    continue
-                self.steps_in_phase += 1
-                return self._noisy(np.zeros(3), ph.gripper)
-            if self._detour_point is not None:
-                err = self._detour_point - env.tcp_pos
-                if np.linalg.norm(err) < 0.01:
-                    self._detour_point = None
-                else:
-                    self.steps_in_phase += 1
-                    return self._noisy(np.clip(err / env.config.ee_step, -1, 1), ph.gripper)
-            if ph.abort is not None and ph.abort(env):
-                self.i = next(k for k, p in enumerate(self.plan) if p.name == ph.restart)
-                self.steps_in_phase = 0
-                self.recoveries += 1
-                if self.recoveries > 4:
-                    self.gave_up = self.done = True
-                    return np.array([0.0, 0.0, 0.0, self.phase.gripper], dtype=np.float32)
-                continue
-            err = ph.target(env) - env.tcp_pos
-            turned = ph.yaw is None or abs(ph.yaw(env)) < ph.yaw_tol
-            if (np.linalg.norm(err) < ph.tol and turned) or self.steps_in_phase >= ph.timeout:
+            a = self._phase_action(env)
+            if a is not None:
+                return a
+        return np.array([0.0, 0.0, 0.0, grip], dtype=np.float32)  # pragma: no cover
+
+    def _phase_action(self, env: SO101TaskEnv) -> np.ndarray | None:
+        """The current phase's action, or None when the phase just ended (or restarted) and the
+        next one should act this step."""
+        if self.pause > 0:  # hesitate at the end of the phase just finished, its jaws as they were
+            self.pause -= 1
+            self._pausing = True
+            return self._noisy(np.zeros(3), self._paused_after.gripper)
+        ph = self.phase
+        if ph.target is None:
+            if self.steps_in_phase >= ph.hold:
                 self._advance(env)
                 if self.done:
                     return np.array([0.0, 0.0, 0.0, self.phase.gripper], dtype=np.float32)
-                continue
+                return None
             self.steps_in_phase += 1
-            delta = ph.gain * err / env.config.ee_step
-            if ph.straight:
-                delta = delta * min(1.0, ph.speed / max(float(np.abs(delta).max()), 1e-9))
-            delta = np.clip(delta, -ph.speed, ph.speed)
-            return self._noisy(delta, ph.gripper)
-        return np.array([0.0, 0.0, 0.0, grip], dtype=np.float32)  # pragma: no cover
+            return self._noisy(np.zeros(3), ph.gripper)
+        if self._detour_point is not None:
+            err = self._detour_point - env.tcp_pos
+            if np.linalg.norm(err) < 0.01:
+                self._detour_point = None
+            else:
+                self.steps_in_phase += 1
+                return self._noisy(np.clip(err / env.config.ee_step, -1, 1), ph.gripper)
+        if ph.abort is not None and ph.abort(env):
+            self.i = next(k for k, p in enumerate(self.plan) if p.name == ph.restart)
+            self.steps_in_phase = 0
+            self.recoveries += 1
+            if self.recoveries > 4:
+                self.gave_up = self.done = True
+                return np.array([0.0, 0.0, 0.0, self.phase.gripper], dtype=np.float32)
+            return None
+        err = ph.target(env) - env.tcp_pos
+        turned = ph.yaw is None or abs(ph.yaw(env)) < ph.yaw_tol
+        if (np.linalg.norm(err) < ph.tol and turned) or self.steps_in_phase >= ph.timeout:
+            self._advance(env)
+            if self.done:
+                return np.array([0.0, 0.0, 0.0, self.phase.gripper], dtype=np.float32)
+            return None
+        self.steps_in_phase += 1
+        delta = ph.gain * err / env.config.ee_step
+        if ph.straight:
+            delta = delta * min(1.0, ph.speed / max(float(np.abs(delta).max()), 1e-9))
+        delta = np.clip(delta, -ph.speed, ph.speed)
+        return self._noisy(delta, ph.gripper)
+
+    def _maybe_start_mid_wander(self) -> None:
+        """Once per episode, partway through the last stage's first targeted phase: start wandering."""
+        ph = self.phase
+        if (self._mid_wander_at >= 0 and not self.done and not self._mid_wandering and self.wander_left == 0
+                and ph.target is not None and ph.stage == self._last_stage and self.steps_in_phase >= self._mid_wander_at):
+            self._mid_wander_at = -1  # once per episode
+            self._mid_wandering = True
+            self.wander_left = self.quality.mid_wander_steps
+            self._wander = np.zeros(3)
 
     def _noisy(self, delta: np.ndarray, grip: float) -> np.ndarray:
         if self.quality.action_noise > 0:
@@ -323,12 +334,7 @@ class ScriptedExpert:
 
 
 def make_expert(task: str, quality: ExpertQuality | None = None, seed: int = 0) -> ScriptedExpert:
-    import sim.experts.tasks  # noqa: F401  (registers the experts)
-
-    if task.startswith("maniskill/"):
-        import sim.maniskill.experts  # noqa: F401  (the ManiSkill tasks' experts)
-
     if task not in EXPERTS:
-        raise ValueError(f"task: no scripted expert for {task!r}; expected one of {sorted(EXPERTS)}")
-    phases, drop = EXPERTS[task]()
+        raise ValueError(f"task: no scripted expert for {task!r}; expected one of {EXPERTS.names()}")
+    phases, drop = EXPERTS.get(task)()
     return ScriptedExpert(phases, quality or ExpertQuality(), np.random.default_rng(seed), drop)

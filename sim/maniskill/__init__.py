@@ -1,5 +1,6 @@
 """ManiSkill 3 tasks behind the same env API, camera names (front, side, wrist), ``info`` fields and
-``ee_delta`` actions as the MuJoCo tasks: ``make_env("maniskill/PickCube-v1")``.
+``ee_delta`` actions as the MuJoCo tasks: ``make_env("maniskill/PickCube-v1")`` (any name under the
+``maniskill/`` prefix resolves here, in ``robo_reward.envs.TASKS`` and, batched, ``VEC_ENVS``).
 
 ManiSkill is an optional extra (``scripts/setup.sh`` installs it with Mesa 25's Vulkan drivers);
 :func:`require_maniskill` turns a missing package or a missing Vulkan device into one message
@@ -7,6 +8,8 @@ that says what to install.
 """
 
 from __future__ import annotations
+
+from robo_reward.envs import TASKS, VEC_ENVS
 
 PREFIX = "maniskill/"
 
@@ -45,3 +48,27 @@ def task_names() -> list[str]:
     from sim.maniskill.tasks import SPECS
 
     return [PREFIX + k for k in SPECS]
+
+
+def _task_factory(name: str):
+    from sim.maniskill.tasks import ManiSkillTaskEnv
+
+    def make(**kwargs):
+        return ManiSkillTaskEnv(name, **kwargs)
+
+    return make
+
+
+def _vec_factory(name: str):
+    def build(num_envs: int, cameras: tuple[str, ...], image_size: int, max_episode_steps: int | None, seed: int):
+        from sim.maniskill.tasks import MSConfig
+        from sim.maniskill.vec import ManiSkillVecEnv
+
+        cfg = MSConfig(cameras=cameras, width=image_size, height=image_size, max_episode_steps=max_episode_steps)
+        return ManiSkillVecEnv(name, num_envs, cfg, seed=seed)
+
+    return build
+
+
+TASKS.register_prefix(PREFIX, _task_factory)
+VEC_ENVS.register_prefix(PREFIX, _vec_factory)

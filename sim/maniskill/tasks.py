@@ -252,6 +252,7 @@ class ManiSkillTaskEnv(gym.Env):
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 20}
     robot_type: ClassVar[str] = "panda_wristcam"
+    embodiment: ClassVar[str] = "panda"
 
     def __init__(self, task: str, config: MSConfig | None = None, **overrides: Any):
         require_maniskill()
@@ -312,12 +313,6 @@ class ManiSkillTaskEnv(gym.Env):
         q = _np(self.unwrapped_ms.agent.robot.get_qpos())
         return float(np.clip(q[-2:].sum() / 0.08, 0.0, 1.0))
 
-    @staticmethod
-    def policy_joints(agent_pos: np.ndarray) -> np.ndarray:
-        """Policy-input joints of order one: the arm in radians, the fingers (m) x 10."""
-        q = np.asarray(agent_pos, dtype=np.float64)
-        return np.concatenate([q[..., :-2], q[..., -2:] * 10.0], -1)
-
     def joint_positions(self) -> np.ndarray:
         return _np(self.unwrapped_ms.agent.robot.get_qpos()).astype(np.float32)
 
@@ -348,7 +343,7 @@ class ManiSkillTaskEnv(gym.Env):
         self.last_ms_info = self._scalars(info)
         self._steps = 0
         self.start = self._start_distances()
-        return self._observation(obs), self._info(self.evaluate())
+        return self._observation(obs), self.task_info(self.evaluate())
 
     def _start_distances(self) -> dict[str, float]:
         out = {"reach_dist": 0.1}
@@ -388,7 +383,7 @@ class ManiSkillTaskEnv(gym.Env):
         ev = self.evaluate()
         terminated = ev.success
         truncated = self._steps >= self.horizon and not terminated
-        out = self._info(ev)
+        out = self.task_info(ev)
         return self._observation(obs), float(ev.success), terminated, truncated, out
 
     @staticmethod
@@ -402,7 +397,7 @@ class ManiSkillTaskEnv(gym.Env):
             out[k] = v
         return out
 
-    def _info(self, ev: TaskEval) -> dict[str, Any]:
+    def task_info(self, ev: TaskEval) -> dict[str, Any]:
         n = len(self.stages)
         progress = 1.0 if ev.success else min((ev.stage + ev.stage_progress) / n, 0.999)
         dense = self.unwrapped_ms.compute_normalized_dense_reward(obs=None, action=None, info=self._ms_info)

@@ -2,11 +2,11 @@
 
 On a GPU (``physx_cuda``) this is how ManiSkill is meant to run: one call steps (and renders) every
 env, so there is no per-env Python loop around the simulator, and the reward model is called once
-per step on the whole batch (see ``robo_reward.shaping.make_shaped_vec_env``). On the CPU
+per step on the whole batch (see ``robo_reward.rl.shaped_vec_env.ShapedVecEnv``). On the CPU
 (``physx_cpu``) ManiSkill runs one env per sim, so ``num_envs`` must be 1 there; that is how the
 tests exercise this same code.
 
-Observations are what :class:`robo_reward.shaping.RLObservation` gives a single env: ``state``,
+Observations are what :class:`robo_reward.rl.observation.RLObservation` gives a single env: ``state``,
 ``proprio`` and ``pixels.<camera>`` (only the cameras asked for), batched. Rewards are the sparse
 task success; episodes end on success or at the time limit (``TimeLimit.truncated``), and finished
 envs are reset in place (a partial reset), with their last observation in
@@ -21,13 +21,12 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import VecEnv
 
-from robo_reward.shaping import policy_observation
+from robo_reward.embodiments import PANDA
 from sim.maniskill import require_maniskill
 from sim.maniskill.tasks import (
     EE_DELTA_NAMES,
     EE_DELTA_YAW_NAMES,
     WRIST_UID,
-    ManiSkillTaskEnv,
     MSConfig,
     make_ms_env,
     task_spec,
@@ -71,8 +70,7 @@ class ManiSkillVecEnv(VecEnv):
         """The batched policy observation, built by the same function as RLObservation's."""
         q = _t2np(self.u.agent.robot.get_qpos())
         pixels = {c: _t2np(ms_obs["sensor_data"][WRIST_UID if c == "wrist" else c]["rgb"]) for c in self.config.cameras}
-        return policy_observation(q, _t2np(self.u.agent.tcp.pose.p), _t2np(self.spec_.state(self.u)), pixels,
-                                  ManiSkillTaskEnv.policy_joints(q))
+        return PANDA.policy_observation(q, _t2np(self.u.agent.tcp.pose.p), _t2np(self.spec_.state(self.u)), pixels)
 
     # ---- VecEnv API -------------------------------------------------------------------------
     def reset(self):

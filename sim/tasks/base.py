@@ -24,7 +24,7 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from sim.robot import (
+from robo_reward.embodiments.so101.kinematics import (
     ARM_JOINTS,
     TCP_SITE,
     EEDeltaController,
@@ -97,6 +97,8 @@ class SO101TaskEnv(gym.Env, abc.ABC):
     instruction: ClassVar[str]
     stages: ClassVar[tuple[str, ...]]
     max_steps: ClassVar[int]
+    embodiment: ClassVar[str] = "so101"
+    """The robot (a name in ``robo_reward.embodiments.EMBODIMENTS``)."""
 
     def __init__(self, config: EnvConfig | None = None, render_mode: str | None = "rgb_array", **overrides: Any):
         self.config = config or EnvConfig(**overrides)
@@ -234,7 +236,7 @@ class SO101TaskEnv(gym.Env, abc.ABC):
         self._steps = 0
         self._on_reset()
         obs = self._observation()
-        return obs, self._info(self.evaluate())
+        return obs, self.task_info(self.evaluate())
 
     def _on_reset(self) -> None:
         """Per-episode latches a task keeps (called after objects are placed)."""
@@ -261,21 +263,35 @@ class SO101TaskEnv(gym.Env, abc.ABC):
             self.data.ctrl[self._arm_act] = q
             self.data.ctrl[self._grip_act] = lerobot_to_gripper(self.ee_controller.gripper_target(a), self._grip_range)
         else:
-            self.data.ctrl[self._arm_act] = np.radians(a[:5])
-            self.data.ctrl[self._grip_act] = lerobot_to_gripper(a[5], self._grip_range)
+            self.command_joints(a)
             self._target = self.tcp_pos
-        mujoco.mj_step(self.model, self.data, nstep=self.n_substeps)
-        self._steps += 1
-        self._after_step()
+        self.advance()
         ev = self.evaluate()
         terminated = ev.success
         truncated = self._steps >= self.horizon and not terminated
-        return self._observation(), float(ev.success), terminated, truncated, self._info(ev)
+        return self._observation(), float(ev.success), terminated, truncated, self.task_info(ev)
+
+    def command_joints(self, targets: np.ndarray, clip: bool = False) -> None:
+        """Set the actuators to ``<joint>.pos`` targets in LeRobot units (arm degrees, gripper
+        0..100); ``clip`` limits the arm to the actuators' range, as the servos do."""
+        arm = np.radians(np.asarray(targets[:5], dtype=np.float64))
+        if clip:
+            rng = self.model.actuator_ctrlrange[self._arm_act]
+            arm = np.clip(arm, rng[:, 0], rng[:, 1])
+        self.data.ctrl[self._arm_act] = arm
+        self.data.ctrl[self._grip_act] = lerobot_to_gripper(float(targets[5]), self._grip_range)
+
+    def advance(self) -> None:
+        """One control period of physics with the commanded targets (``n_substeps`` MuJoCo steps),
+        counted towards the time limit, then the task's per-step latches."""
+        mujoco.mj_step(self.model, self.data, nstep=self.n_substeps)
+        self._steps += 1
+        self._after_step()
 
     def _after_step(self) -> None:
         """Update per-episode latches after physics (e.g. 'was lifted')."""
 
-    def _info(self, ev: TaskEval) -> dict[str, Any]:
+    def task_info(self, ev: TaskEval) -> dict[str, Any]:
         n = len(self.stages)
         progress = 1.0 if ev.success else min((ev.stage + float(np.clip(ev.stage_progress, 0, 1))) / n, 0.999)
         return {"success": bool(ev.success), "stage": int(ev.stage), "stage_name": self.stages[ev.stage],

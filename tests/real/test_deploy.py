@@ -23,10 +23,10 @@ from real.deploy import (
 )
 from real.robots import make_robot
 from real.robots.mujoco_so101 import MujocoSO101Config
-from robo_reward.bc import load_policy
 from robo_reward.cli import main
 from robo_reward.data.lerobot_io import open_dataset
-from robo_reward.shaping import LearnedPotential
+from robo_reward.policies.registry import load_policy
+from robo_reward.rl.potentials import LearnedPotential
 
 CAMS = ("front", "wrist")
 STEPS = 20  # per episode: 1 s at 20 Hz
@@ -51,7 +51,7 @@ def _episodes_on_disk(root) -> int:
 
 
 def test_deploy_cli_end_to_end_records_progress(tiny_run, state_policy, tmp_path):
-    from robo_reward.bc import load_frame_table, read_progress_parquet
+    from robo_reward.data.table import load_frame_table, read_progress_parquet
 
     rec = tmp_path / "rec"
     args = ["deploy", "--robot.type=mujoco_so101", "--robot.task=push", "--robot.privileged_state=true",
@@ -80,7 +80,7 @@ def test_deploy_cli_end_to_end_records_progress(tiny_run, state_policy, tmp_path
 
 
 def test_policy_sees_the_same_observation_in_sim_and_on_the_robot(state_policy, image_policy, tiny_run, tmp_path):
-    from robo_reward.shaping import RLObservation
+    from robo_reward.rl.observation import RLObservation
     from sim.tasks import make_env
 
     env = RLObservation(make_env("push", cameras=CAMS))
@@ -264,8 +264,8 @@ class _ExpertThroughTheLoop:
 
 
 def test_successful_rollouts_are_ready_for_rl_replay(tmp_path):
-    from robo_reward.rl import load_demo_transitions
-    from robo_reward.shaping import Shaper
+    from robo_reward.rl.demos import load_demo_transitions
+    from robo_reward.rl.shaping import Shaper
 
     robot = make_robot(_robot_cfg(tmp_path))
     cfg = _cfg(tmp_path, tmp_path / "unused", episodes=2, fps=60, episode_time_s=5.0)  # the policy is passed in

@@ -9,7 +9,7 @@ from lerobot.utils.errors import DeviceAlreadyConnectedError, DeviceNotConnected
 from real.cameras.mujoco import MujocoCamera, MujocoCameraConfig
 from real.robots import make_robot, register_lerobot_types
 from real.robots.mujoco_so101 import MujocoSO101, MujocoSO101Config
-from sim.robot import ACTION_KEYS
+from robo_reward.embodiments.so101.kinematics import ACTION_KEYS
 
 
 def _robot(tmp_path: Path, **kw) -> MujocoSO101:

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from real.safety import DEFAULT_SAFETY, SafetyConfig, SafetyError, SafetyFilter
-from sim.robot import JOINT_NAMES, TopDownIK
+from robo_reward.embodiments.so101.kinematics import JOINT_NAMES, TopDownIK
 
 CFG = SafetyConfig.load(DEFAULT_SAFETY)
 FILTER = SafetyFilter(CFG, TopDownIK.from_assets().model)

@@ -12,18 +12,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from robo_reward.bc import (
-    DeltaStats,
-    delta_stats,
-    load_frame_table,
-    normalize_batch,
-    progress_deltas,
-    rabc_weights,
-    read_progress_parquet,
-    weighted_chunk_loss,
-)
 from robo_reward.cli import main
 from robo_reward.data import DatasetError
+from robo_reward.data.table import load_frame_table, read_progress_parquet
+from robo_reward.policies.rabc import DeltaStats, delta_stats, normalize_batch, progress_deltas, rabc_weights
+from robo_reward.policies.train_bc import weighted_chunk_loss
 
 finite = st.floats(-1.0, 1.0, allow_nan=False)
 
@@ -85,7 +78,7 @@ def test_lerobot_rabc_parity(tiny_dataset, tiny_run, tmp_path):
     """LeRobot's RABCWeights reads our annotate-progress parquet and gives our weights."""
     from lerobot.rewards.sarm.rabc import RABCWeights
 
-    from robo_reward.eval_reward import annotate_progress
+    from robo_reward.reward.evaluate import annotate_progress
 
     path = annotate_progress(tiny_run, tiny_dataset, tmp_path / "sarm_progress.parquet", progress_bar=False)
     table = load_frame_table(tiny_dataset)
@@ -147,7 +140,7 @@ def test_train_bc_images_policy(tiny_dataset, tmp_path):
 
 
 def test_episode_filter_and_oracle_weights(tiny_dataset, tmp_path):
-    from robo_reward.bc import TrainBCConfig, sample_weights
+    from robo_reward.policies.train_bc import TrainBCConfig, sample_weights
 
     table = load_frame_table(tiny_dataset)
     final = {e: table.gt_progress[table.episode_index == e][-1] for e in table.episodes}

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from robo_reward.data import DatasetError, load_episode_meta, open_dataset, read_dataset_summary
-from robo_reward.labels import Segments, temporal_proportions
+from robo_reward.data.labels import Segments, temporal_proportions
 from sim.collect import collect, run_episode
 from sim.experts import ExpertQuality
 from sim.tasks import make_env

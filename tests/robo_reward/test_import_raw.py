@@ -6,7 +6,7 @@ import pytest
 
 from robo_reward.cli import main
 from robo_reward.data import DatasetError, load_episode_meta, open_dataset
-from robo_reward.raw_import import import_raw
+from robo_reward.data.raw_import import import_raw
 
 
 def write_video(path, n, h=32, w=32, fps=10, seed=0):

@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from robo_reward.labels import (
+from robo_reward.data.labels import (
     AnnotationError,
     Segments,
     episode_progress,

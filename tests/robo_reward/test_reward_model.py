@@ -8,12 +8,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from robo_reward.data import DatasetError
-from robo_reward.eval_reward import annotate_progress, evaluate, predict_episode
-from robo_reward.labels import AnnotationError
-from robo_reward.models.config import RewardModelConfig
-from robo_reward.models.data import WindowSampler, hop_target, load_frame_cache
-from robo_reward.models.modeling import ProcessRewardModel
-from robo_reward.train_reward import TrainRewardConfig, train_reward
+from robo_reward.data.frames import WindowSampler, hop_target, load_frame_cache
+from robo_reward.data.labels import AnnotationError
+from robo_reward.reward.config import RewardModelConfig
+from robo_reward.reward.evaluate import annotate_progress, evaluate
+from robo_reward.reward.inference import predict_episode
+from robo_reward.reward.modeling import ProcessRewardModel
+from robo_reward.reward.train import TrainRewardConfig, train_reward
 
 TINY = dict(dim=32, heads=2, temporal_layers=1, window=4, frame_gap=2)  # as the conftest fixtures
 
@@ -175,7 +176,7 @@ def test_training_runs_under_accelerate_ddp_on_cpu(tiny_dataset, tmp_path):
 def test_resnet_encoder_loads_local_weights_only(tmp_path):
     import torchvision
 
-    from robo_reward.models.modeling import ResNetEncoder
+    from robo_reward.reward.encoders import ResNetEncoder
 
     ref = torchvision.models.resnet18()
     path = tmp_path / "r18.pth"
@@ -225,7 +226,7 @@ def _tiny_tower(kind: str, path):
 def test_clip_and_siglip_towers_load_locally_and_train(kind, tiny_dataset, tmp_path):
     import shutil
 
-    from robo_reward.models.modeling import HFVisionEncoder
+    from robo_reward.reward.encoders import HFVisionEncoder
 
     tower = _tiny_tower(kind, tmp_path / kind)
     enc = HFVisionEncoder(16, kind, str(tmp_path / kind))
@@ -257,7 +258,7 @@ def test_rl_potential_preset_is_the_default_with_its_three_overrides():
 
     import draccus
 
-    from robo_reward.train_reward import TrainRewardConfig
+    from robo_reward.reward.train import TrainRewardConfig
 
     root = Path(__file__).resolve().parents[2] / "configs" / "reward"
     base = ["--dataset=d", "--out=o"]

@@ -10,8 +10,11 @@ import pytest
 import torch
 
 from robo_reward.cli import main
-from robo_reward.rl import RLConfig, SB3Policy, load_demo_transitions
-from robo_reward.shaping import RLObservation, Shaper
+from robo_reward.policies.sb3 import SB3Policy
+from robo_reward.rl.config import RLConfig
+from robo_reward.rl.demos import load_demo_transitions
+from robo_reward.rl.observation import RLObservation
+from robo_reward.rl.shaping import Shaper
 
 FAST = ["--num-envs=2", "--learning-starts=64", "--batch-size=64", "--eval-every=200", "--eval-episodes=1",
         "--max-episode-steps=40", "--net=32,32", "--wandb=false", "--progress-bar=false"]
@@ -118,7 +121,7 @@ def test_n_step_replay_with_demo_rows(tiny_dataset):
     in an n-step sum telescope to gamma^n Phi(s_n) - Phi(s_0)."""
     import gymnasium as gym
 
-    from robo_reward.rl import DemoMixReplayBuffer
+    from robo_reward.rl.demos import DemoMixReplayBuffer
 
     gamma, n = 0.9, 3
     demo = load_demo_transitions(tiny_dataset, "push", Shaper("pbrs", gamma), "dense")
@@ -158,7 +161,7 @@ def test_learned_reward_reading_joints_warns(tmp_path, tiny_run, tiny_model):
     `rl` says so; a video-only model (tiny_run) passes silently."""
     import warnings
 
-    from robo_reward.rl import make_potential
+    from robo_reward.rl.envs import make_potential
 
     tiny_model(cameras=["front"], state_dim=6).save(tmp_path / "joints")
     with pytest.warns(UserWarning, match=r"reads proprioception.*--model.use_state=false"):

@@ -13,16 +13,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from robo_reward.shaping import (
-    GroundTruthPotential,
-    LearnedPotential,
-    Potential,
-    RLObservation,
-    ShapedRewardWrapper,
-    Shaper,
-    make_shaped_vec_env,
-    shaping_term,
-)
+from robo_reward.rl.observation import RLObservation
+from robo_reward.rl.potentials import GroundTruthPotential, LearnedPotential, Potential
+from robo_reward.rl.shaped_env import ShapedRewardWrapper
+from robo_reward.rl.shaped_vec_env import make_shaped_vec_env
+from robo_reward.rl.shaping import Shaper, shaping_term
 
 
 # ---- tabular MDPs ----------------------------------------------------------------------------
@@ -258,7 +253,7 @@ def test_shaper_rejects_bad_gamma():
 def test_learned_potential_cached_inference_matches_whole_episode(tiny_model):
     """Encoding only the newest frame each step (cached tokens) gives the same Phi as running
     every causal window of the episode at once, for two envs with different episode starts."""
-    from robo_reward.eval_reward import predict_episode
+    from robo_reward.reward.inference import predict_episode
 
     model = tiny_model()
     rng = np.random.default_rng(0)
@@ -291,7 +286,7 @@ def test_learned_potential_cached_inference_matches_whole_episode(tiny_model):
 def test_learned_potential_with_proprioception_matches_whole_episode(tiny_model):
     """A use_state model reads obs['agent_pos'] beside the cameras; online (cached tokens) it
     gives the same Phi as eval-reward's whole-episode pass, and the state really moves Phi."""
-    from robo_reward.eval_reward import predict_episode
+    from robo_reward.reward.inference import predict_episode
 
     model = tiny_model(state_dim=6)
     rng = np.random.default_rng(1)

@@ -166,7 +166,7 @@ def test_rl_accepts_maniskill_tasks(tmp_path):
     import json
 
     from robo_reward.cli import main
-    from robo_reward.shaping import RLObservation
+    from robo_reward.rl.observation import RLObservation
 
     env = RLObservation(make_env("maniskill/PickCube-v1", cameras=()))
     obs, _ = env.reset(seed=0)
@@ -182,7 +182,7 @@ def test_rl_accepts_maniskill_tasks(tmp_path):
 
 
 def test_batched_env_matches_the_single_env_and_resets_in_place():
-    from robo_reward.shaping import RLObservation
+    from robo_reward.rl.observation import RLObservation
     from sim.maniskill.tasks import MSConfig
     from sim.maniskill.vec import ManiSkillVecEnv
 
@@ -216,8 +216,9 @@ def test_rl_runs_on_the_batched_maniskill_env(tmp_path):
     import json
 
     from robo_reward.cli import main
-    from robo_reward.rl import make_vec_env
-    from robo_reward.shaping import GroundTruthPotential, Shaper
+    from robo_reward.rl.envs import make_vec_env
+    from robo_reward.rl.potentials import GroundTruthPotential
+    from robo_reward.rl.shaping import Shaper
 
     out = tmp_path / "rl"
     assert main(["rl", "--task=maniskill/PickCube-v1", "--reward=sparse", "--vectorized=true", "--steps=60",
@@ -227,9 +228,9 @@ def test_rl_runs_on_the_batched_maniskill_env(tmp_path):
     assert hist[-1]["env_steps"] >= 60 and hist[-1]["online_episodes"] >= 2 and (out / "policy.zip").is_file()
     with pytest.raises(ValueError, match="--reward=dense on the batched ManiSkill env"):
         make_vec_env("maniskill/PickCube-v1", 1, GroundTruthPotential(), Shaper("pbrs", 0.98), 0, vectorized="true")
-    from robo_reward.rl import _use_batched_maniskill
+    from robo_reward.rl.envs import use_batched_env
 
-    assert _use_batched_maniskill("maniskill/PickCube-v1", "true", needs_progress=True)
-    assert not _use_batched_maniskill("maniskill/PickCube-v1", "false")
-    assert not _use_batched_maniskill("push", "true")  # MuJoCo tasks always run as single envs
-    assert not _use_batched_maniskill("maniskill/PickCube-v1", "auto", needs_progress=True)  # dense: per env
+    assert use_batched_env("maniskill/PickCube-v1", "true", needs_progress=True)
+    assert not use_batched_env("maniskill/PickCube-v1", "false")
+    assert not use_batched_env("push", "true")  # MuJoCo tasks always run as single envs
+    assert not use_batched_env("maniskill/PickCube-v1", "auto", needs_progress=True)  # dense: per env

@@ -6,7 +6,6 @@ import time
 from functools import cached_property
 from typing import Any
 
-import mujoco
 import numpy as np
 from lerobot.robots.robot import Robot
 from lerobot.robots.utils import ensure_safe_goal_position
@@ -14,7 +13,7 @@ from lerobot.utils.decorators import check_if_already_connected, check_if_not_co
 
 from real.cameras.mujoco import MujocoCamera
 from real.robots.mujoco_so101.config_mujoco_so101 import MujocoSO101Config
-from sim.robot import ACTION_KEYS, ARM_JOINTS, lerobot_to_gripper
+from robo_reward.embodiments.so101.kinematics import ACTION_KEYS
 
 
 class MujocoSO101(Robot):
@@ -104,7 +103,7 @@ class MujocoSO101(Robot):
     @check_if_not_connected
     def ground_truth(self) -> dict[str, Any]:
         """Success, stage and progress of the task right now (the sim task's ``evaluate()``)."""
-        return self.env._info(self.env.evaluate())
+        return self.env.task_info(self.env.evaluate())
 
     # ---- Robot API ---------------------------------------------------------------------------
     @check_if_not_connected
@@ -140,16 +139,9 @@ class MujocoSO101(Robot):
             present = dict(zip((k.removesuffix(".pos") for k in ACTION_KEYS), self.env.joint_positions(), strict=True))
             goal = ensure_safe_goal_position({k: (g, float(present[k])) for k, g in goal.items()},
                                              float(self.config.max_relative_target))
-        env = self.env
-        arm = np.radians([goal[j] for j in ARM_JOINTS])
-        rng = env.model.actuator_ctrlrange[env._arm_act]
-        arm = np.clip(arm, rng[:, 0], rng[:, 1])
-        env.data.ctrl[env._arm_act] = arm
-        env.data.ctrl[env._grip_act] = lerobot_to_gripper(goal["gripper"], env._grip_range)
-        mujoco.mj_step(env.model, env.data, nstep=env.n_substeps)
-        env._steps += 1
-        env._after_step()
-        return dict(zip(ACTION_KEYS, env.joint_targets().tolist(), strict=True))
+        self.env.command_joints(np.array([goal[k.removesuffix(".pos")] for k in ACTION_KEYS]), clip=True)
+        self.env.advance()
+        return dict(zip(ACTION_KEYS, self.env.joint_targets().tolist(), strict=True))
 
     @check_if_not_connected
     def disconnect(self) -> None:

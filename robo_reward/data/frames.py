@@ -17,8 +17,8 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from robo_reward.data.labels import AnnotationError, Segments, episode_progress
 from robo_reward.data.lerobot_io import DatasetError
-from robo_reward.labels import AnnotationError, Segments, episode_progress
 
 
 @dataclass
@@ -78,23 +78,7 @@ def load_frame_cache(root: str | Path, cameras: list[str], size: int = 64, label
     ``observation.state`` of every frame (for a ``use_state`` model).
     """
     root = Path(root)
-    info_path = root / "meta" / "info.json"
-    if not info_path.is_file():
-        raise DatasetError(f"{root}: not a LeRobot dataset (no meta/info.json)")
-    info = json.loads(info_path.read_text())
-    fps = int(info["fps"])
-    available = [k.removeprefix("observation.images.") for k, v in info["features"].items()
-                 if v["dtype"] == "video" and k.startswith("observation.images.")]
-    missing = [c for c in cameras if c not in available]
-    if missing:
-        raise DatasetError(f"{info_path}: camera(s) {missing} requested but the dataset has {available}")
-    files = sorted((root / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
-    if not files:
-        raise DatasetError(f"{root}/meta/episodes: no episodes; the dataset is empty")
-    eps = pd.concat([pd.read_parquet(f) for f in files]).sort_values("episode_index").reset_index(drop=True)
-    if len(eps) == 0:
-        raise DatasetError(f"{root}: the dataset is empty (0 episodes)")
-
+    info, eps = read_meta(root, cameras)
     props_path = root / "meta" / "temporal_proportions_sparse.json"
     annotated = props_path.exists() and "sparse_subtask_names" in eps.columns
     if labels == "sparse" and not annotated:
@@ -107,13 +91,43 @@ def load_frame_cache(root: str | Path, cameras: list[str], size: int = 64, label
         stage_names, proportions = list(props), [float(v) for v in props.values()]
     else:
         stage_names, proportions = ["task"], [1.0]
+    starts = np.concatenate([[0], np.cumsum(eps["length"].to_numpy())[:-1]]).astype(int)
+    frames = decode_episodes(root, info, eps, starts, cameras, size, progress)
+    episodes = [episode_labels(root, rec, int(start), use_stages, stage_names, proportions)
+                for rec, start in zip(eps.to_dict("records"), starts, strict=True)]
+    states = _load_state(root, info, eps) if state else None
+    return FrameCache(root, list(cameras), frames, episodes, stage_names, proportions, int(info["fps"]), use_stages,
+                      states)
 
+
+def read_meta(root: Path, cameras: list[str]) -> tuple[dict, pd.DataFrame]:
+    """``meta/info.json`` and the episodes table (sorted by index), checked for ``cameras``."""
+    info_path = root / "meta" / "info.json"
+    if not info_path.is_file():
+        raise DatasetError(f"{root}: not a LeRobot dataset (no meta/info.json)")
+    info = json.loads(info_path.read_text())
+    available = [k.removeprefix("observation.images.") for k, v in info["features"].items()
+                 if v["dtype"] == "video" and k.startswith("observation.images.")]
+    missing = [c for c in cameras if c not in available]
+    if missing:
+        raise DatasetError(f"{info_path}: camera(s) {missing} requested but the dataset has {available}")
+    files = sorted((root / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
+    if not files:
+        raise DatasetError(f"{root}/meta/episodes: no episodes; the dataset is empty")
+    eps = pd.concat([pd.read_parquet(f) for f in files]).sort_values("episode_index").reset_index(drop=True)
+    if len(eps) == 0:
+        raise DatasetError(f"{root}: the dataset is empty (0 episodes)")
+    return info, eps
+
+
+def decode_episodes(root: Path, info: dict, eps: pd.DataFrame, starts: np.ndarray, cameras: list[str], size: int,
+                    progress: bool) -> np.ndarray:
+    """(N, V, size, size, 3) uint8: every episode's frames of each camera, each video file decoded once."""
+    fps = int(info["fps"])
     template = info.get("video_path", "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4")
-    total = int(eps["length"].sum())
     frames = None
     decoded: dict[tuple[str, int, int], np.ndarray] = {}
     bar = tqdm(total=len(cameras) * len(eps), desc="decode videos", disable=not progress, unit="ep")
-    starts = np.concatenate([[0], np.cumsum(eps["length"].to_numpy())[:-1]]).astype(int)
     for v, cam in enumerate(cameras):
         key = f"observation.images.{cam}"
         for rec, start in zip(eps.to_dict("records"), starts, strict=True):
@@ -128,33 +142,33 @@ def load_frame_cache(root: str | Path, cameras: list[str], size: int = 64, label
                 raise DatasetError(f"{key} file {chunk}/{fidx}: episode {int(rec['episode_index'])} needs frames "
                                    f"[{first}, {first + n}) but the video has {len(video)}")
             if frames is None:
-                frames = np.zeros((total, len(cameras), size, size, 3), dtype=np.uint8)
+                frames = np.zeros((int(eps["length"].sum()), len(cameras), size, size, 3), dtype=np.uint8)
             frames[start: start + n, v] = video[first: first + n]
             bar.update(1)
         decoded = {k: x for k, x in decoded.items() if k[0] != key}  # free the finished camera
     bar.close()
+    return frames
 
-    episodes = []
-    for rec, start in zip(eps.to_dict("records"), starts, strict=True):
-        n = int(rec["length"])
-        seg = None
-        if use_stages:
-            names = rec.get("sparse_subtask_names")
-            if names is None or len(names) == 0:
-                raise AnnotationError(f"{root}/meta/episodes: episode {rec['episode_index']} has no annotations")
-            seg = Segments(tuple(names), tuple(int(x) for x in rec["sparse_subtask_start_frames"]),
-                           tuple(int(x) for x in rec["sparse_subtask_end_frames"]))
-            seg.validate(n, where=f"{root}/meta/episodes episode {rec['episode_index']}")
-            unknown = set(seg.names) - set(stage_names)
-            if unknown:
-                raise AnnotationError(f"episode {rec['episode_index']}: stages {sorted(unknown)} are not in "
-                                      f"{props_path} ({stage_names})")
-        st, tau, prog = episode_progress(n, seg, stage_names, proportions)
-        episodes.append(EpisodeLabels(int(rec["episode_index"]), int(start), n, st, tau.astype(np.float32),
-                                      prog.astype(np.float32), bool(rec.get("success", True)),
-                                      str(rec.get("quality", "unknown"))))
-    states = _load_state(root, info, eps) if state else None
-    return FrameCache(root, list(cameras), frames, episodes, stage_names, proportions, fps, use_stages, states)
+
+def episode_labels(root: Path, rec: dict, start: int, use_stages: bool, stage_names: list[str],
+                   proportions: list[float]) -> EpisodeLabels:
+    """Stage, tau and global progress per frame of one episode (from its SARM annotations, or linear)."""
+    n = int(rec["length"])
+    seg = None
+    if use_stages:
+        names = rec.get("sparse_subtask_names")
+        if names is None or len(names) == 0:
+            raise AnnotationError(f"{root}/meta/episodes: episode {rec['episode_index']} has no annotations")
+        seg = Segments(tuple(names), tuple(int(x) for x in rec["sparse_subtask_start_frames"]),
+                       tuple(int(x) for x in rec["sparse_subtask_end_frames"]))
+        seg.validate(n, where=f"{root}/meta/episodes episode {rec['episode_index']}")
+        unknown = set(seg.names) - set(stage_names)
+        if unknown:
+            raise AnnotationError(f"episode {rec['episode_index']}: stages {sorted(unknown)} are not in "
+                                  f"{root / 'meta' / 'temporal_proportions_sparse.json'} ({stage_names})")
+    st, tau, prog = episode_progress(n, seg, stage_names, proportions)
+    return EpisodeLabels(int(rec["episode_index"]), start, n, st, tau.astype(np.float32), prog.astype(np.float32),
+                         bool(rec.get("success", True)), str(rec.get("quality", "unknown")))
 
 
 def _load_state(root: Path, info: dict, eps: pd.DataFrame) -> np.ndarray:

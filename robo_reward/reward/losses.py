@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from robo_reward.models.config import RewardModelConfig
-from robo_reward.models.modeling import ProcessRewardModel
+from robo_reward.reward.config import RewardModelConfig
+from robo_reward.reward.modeling import ProcessRewardModel
 
 
 def stage_alignment_loss(sims: torch.Tensor, stage: torch.Tensor, temperature: float,

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from robo_reward.data.labels import AnnotationError, Segments
 from robo_reward.data.lerobot_io import DatasetError, DatasetWriter, EpisodeMeta, features_for
-from robo_reward.labels import AnnotationError, Segments
 
 
 @dataclass

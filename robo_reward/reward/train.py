@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from robo_reward.models.config import RewardModelConfig
-from robo_reward.models.data import WindowSampler, feature_cache, load_frame_cache, split_episodes
-from robo_reward.models.losses import reward_model_loss
-from robo_reward.models.modeling import ProcessRewardModel
+from robo_reward.data.frames import FrameCache, WindowSampler, feature_cache, load_frame_cache, split_episodes
+from robo_reward.reward.config import RewardModelConfig
+from robo_reward.reward.losses import reward_model_loss
+from robo_reward.reward.modeling import ProcessRewardModel
 
 CKPT, CKPT_OLD, STATE, SPLIT = "checkpoint", "checkpoint.old", "train_state.pt", "split.json"
 
@@ -113,99 +113,44 @@ def train_reward(cfg: TrainRewardConfig, progress: bool = True) -> Path:
     mcfg = cfg.model
     if cfg.cameras:
         mcfg = dataclasses.replace(mcfg, cameras=[c.strip() for c in cfg.cameras.split(",") if c.strip()])
-    cache = load_frame_cache(cfg.dataset, mcfg.cameras, mcfg.image_size, cfg.labels,
-                             progress=progress and acc.is_main_process, state=mcfg.use_state)
+    show = progress and acc.is_main_process
+    cache = load_frame_cache(cfg.dataset, mcfg.cameras, mcfg.image_size, cfg.labels, progress=show,
+                             state=mcfg.use_state)
     mcfg = dataclasses.replace(mcfg, stage_names=cache.stage_names, temporal_proportions=cache.proportions,
                                state_dim=cache.state.shape[1] if cache.state is not None else 0)
-
-    split_path = out / SPLIT
-    if split_path.exists():
-        split = json.loads(split_path.read_text())
-        if split["dataset"] != str(Path(cfg.dataset).resolve()):
-            raise ValueError(f"{split_path}: this run was trained on {split['dataset']}, not {cfg.dataset}; "
-                             "use another --out")
-        train_eps, held_eps = split["train"], split["held_out"]
-    else:
-        tr, ho = split_episodes(len(cache.episodes), cfg.held_out, cfg.seed)
-        train_eps = [cache.episodes[i].index for i in tr]
-        held_eps = [cache.episodes[i].index for i in ho]
-        if acc.is_main_process:
-            out.mkdir(parents=True, exist_ok=True)
-            split_path.write_text(json.dumps({"dataset": str(Path(cfg.dataset).resolve()), "seed": cfg.seed,
-                                              "train": train_eps, "held_out": held_eps}, indent=2))
-            (out / "train_config.json").write_text(json.dumps(draccus_dump(cfg), indent=2))
+    train_eps, _ = resolve_split(cfg, cache, out, acc.is_main_process)
     pos = {e.index: i for i, e in enumerate(cache.episodes)}
-
-    torch.manual_seed(cfg.seed)
-    model = ProcessRewardModel(mcfg)
-    if mcfg.use_state:  # normalise proprioception with the training episodes' statistics
-        train_state = np.concatenate([cache.episode_state(cache.episodes[pos[i]]) for i in train_eps])
-        model.state_mean.copy_(torch.from_numpy(train_state.mean(0)))
-        model.state_std.copy_(torch.from_numpy(train_state.std(0) + 1e-3))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = _warmup_cosine(opt, cfg.steps)
+    train_rows = [pos[i] for i in train_eps]
     rng = np.random.default_rng([cfg.seed, acc.process_index])
-    start = 0
-    ckpt = _latest_checkpoint(out)
-    if ckpt is not None:
-        model = ProcessRewardModel.load(ckpt)
-        model.train()
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        state = torch.load(ckpt / STATE, weights_only=False)
-        opt.load_state_dict(state["optimizer"])
-        sched = _warmup_cosine(opt, cfg.steps)
-        sched.load_state_dict(state["scheduler"])
-        rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
-        start = int(state["step"])
-        if acc.is_main_process:
-            print(f"resuming {out} from step {start}")
+    model, opt, sched, start = build_or_resume(cfg, mcfg, cache, train_rows, out, rng, acc.is_main_process)
     feats = None
     if mcfg.cache_features:
         model.eval()
-        feats = feature_cache(model, cache, out / f"features_{mcfg.encoder}_{mcfg.image_size}.npy",
-                              progress=progress and acc.is_main_process)
-    sampler = WindowSampler(cache, [pos[i] for i in train_eps], mcfg.window, mcfg.frame_gap, mcfg.rewind_prob,
+        feats = feature_cache(model, cache, out / f"features_{mcfg.encoder}_{mcfg.image_size}.npy", progress=show)
+    sampler = WindowSampler(cache, train_rows, mcfg.window, mcfg.frame_gap, mcfg.rewind_prob,
                             mcfg.view_dropout, features=feats, pause_prob=mcfg.pause_prob)
     sampler.rng = rng
     model.train()
     model, opt = acc.prepare(model, opt)
     raw = acc.unwrap_model(model)
-
-    run = None
-    if acc.is_main_process and cfg.wandb != "disabled" and start < cfg.steps:
-        import wandb
-
-        run = wandb.init(project="robo-reward", dir=str(out), mode=cfg.wandb, config=draccus_dump(cfg),
-                         name=out.name, resume="allow",
-                         id=f"{out.name}-{hashlib.sha1(str(out.resolve()).encode()).hexdigest()[:8]}")
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train-reward",
-               disable=not (progress and acc.is_main_process))
+    run = init_wandb(cfg, out) if acc.is_main_process and cfg.wandb != "disabled" and start < cfg.steps else None
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train-reward", disable=not show)
     t0, seen = time.time(), 0
     for step in bar:
-        batch = {k: v.to(acc.device) for k, v in sampler.sample(cfg.batch_size).items()}
-        loss, terms = reward_model_loss(model, batch, mcfg)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"step {step}: loss is {float(loss)} ({terms}); stopping before it "
-                                     f"corrupts the checkpoint in {out / CKPT}")
-        opt.zero_grad(set_to_none=True)
-        acc.backward(loss)
-        acc.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        loss, terms = train_step(acc, model, opt, sched, sampler, cfg, mcfg, step, out)
         seen += cfg.batch_size
         if acc.is_main_process and ((step + 1) % cfg.log_every == 0 or step + 1 == cfg.steps):
             rate = seen / (time.time() - t0)
-            bar.set_postfix(loss=f"{float(loss.detach()):.3f}", win_s=f"{rate:.0f}")
+            bar.set_postfix(loss=f"{loss:.3f}", win_s=f"{rate:.0f}")
             if run is not None:
-                run.log({"loss": float(loss.detach()), **{f"loss/{k}": v for k, v in terms.items()},
+                run.log({"loss": loss, **{f"loss/{k}": v for k, v in terms.items()},
                          "lr": sched.get_last_lr()[0], "windows_per_s": rate}, step=step + 1)
         if acc.is_main_process and ((step + 1) % cfg.checkpoint_every == 0 or step + 1 == cfg.steps):
             _save_checkpoint(out, raw, opt, sched, step + 1, rng)
         acc.wait_for_everyone()
     if acc.is_main_process:
         raw.eval()
-        set_goal_anchor(raw, cache, [pos[i] for i in train_eps])
+        set_goal_anchor(raw, cache, train_rows)
         raw.save(out)
         if run is not None:
             run.finish()
@@ -213,11 +158,84 @@ def train_reward(cfg: TrainRewardConfig, progress: bool = True) -> Path:
     return out
 
 
+def train_step(acc, model, opt, sched, sampler: WindowSampler, cfg: TrainRewardConfig, mcfg: RewardModelConfig,
+               step: int, out: Path) -> tuple[float, dict[str, float]]:
+    """One optimiser step on a sampled batch; returns (loss, its terms). A non-finite loss stops
+    the run before it can corrupt the checkpoint."""
+    batch = {k: v.to(acc.device) for k, v in sampler.sample(cfg.batch_size).items()}
+    loss, terms = reward_model_loss(model, batch, mcfg)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"step {step}: loss is {float(loss)} ({terms}); stopping before it "
+                                 f"corrupts the checkpoint in {out / CKPT}")
+    opt.zero_grad(set_to_none=True)
+    acc.backward(loss)
+    acc.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    sched.step()
+    return float(loss.detach()), terms
+
+
+def resolve_split(cfg: TrainRewardConfig, cache: FrameCache, out: Path, is_main: bool) -> tuple[list[int], list[int]]:
+    """(train, held-out) episode indices: the run's saved split, or a new seeded one written to it."""
+    split_path = out / SPLIT
+    if split_path.exists():
+        split = json.loads(split_path.read_text())
+        if split["dataset"] != str(Path(cfg.dataset).resolve()):
+            raise ValueError(f"{split_path}: this run was trained on {split['dataset']}, not {cfg.dataset}; "
+                             "use another --out")
+        return split["train"], split["held_out"]
+    tr, ho = split_episodes(len(cache.episodes), cfg.held_out, cfg.seed)
+    train_eps = [cache.episodes[i].index for i in tr]
+    held_eps = [cache.episodes[i].index for i in ho]
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        split_path.write_text(json.dumps({"dataset": str(Path(cfg.dataset).resolve()), "seed": cfg.seed,
+                                          "train": train_eps, "held_out": held_eps}, indent=2))
+        (out / "train_config.json").write_text(json.dumps(draccus_dump(cfg), indent=2))
+    return train_eps, held_eps
+
+
+def build_or_resume(cfg: TrainRewardConfig, mcfg: RewardModelConfig, cache: FrameCache, train_rows: list[int],
+                    out: Path, rng: np.random.Generator, is_main: bool):
+    """(model, optimizer, scheduler, first step): fresh, or from the latest checkpoint in ``out``."""
+    torch.manual_seed(cfg.seed)
+    model = ProcessRewardModel(mcfg)
+    if mcfg.use_state:  # normalise proprioception with the training episodes' statistics
+        train_state = np.concatenate([cache.episode_state(cache.episodes[i]) for i in train_rows])
+        model.state_mean.copy_(torch.from_numpy(train_state.mean(0)))
+        model.state_std.copy_(torch.from_numpy(train_state.std(0) + 1e-3))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = _warmup_cosine(opt, cfg.steps)
+    ckpt = _latest_checkpoint(out)
+    if ckpt is None:
+        return model, opt, sched, 0
+    model = ProcessRewardModel.load(ckpt)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    state = torch.load(ckpt / STATE, weights_only=False)
+    opt.load_state_dict(state["optimizer"])
+    sched = _warmup_cosine(opt, cfg.steps)
+    sched.load_state_dict(state["scheduler"])
+    rng.bit_generator.state = state["rng"]
+    torch.set_rng_state(state["torch_rng"])
+    if is_main:
+        print(f"resuming {out} from step {int(state['step'])}")
+    return model, opt, sched, int(state["step"])
+
+
+def init_wandb(cfg: TrainRewardConfig, out: Path):
+    import wandb
+
+    return wandb.init(project="robo-reward", dir=str(out), mode=cfg.wandb, config=draccus_dump(cfg),
+                      name=out.name, resume="allow",
+                      id=f"{out.name}-{hashlib.sha1(str(out.resolve()).encode()).hexdigest()[:8]}")
+
+
 @torch.no_grad()
 def set_goal_anchor(model: ProcessRewardModel, cache, episodes: list[int]) -> None:
     """goal_h := mean hidden state at the last frame of the successful training episodes (the
     anchor of backward-anchored progress)."""
-    from robo_reward.eval_reward import window_rows
+    from robo_reward.reward.inference import window_rows
 
     hs = []
     for i in episodes:
@@ -226,7 +244,7 @@ def set_goal_anchor(model: ProcessRewardModel, cache, episodes: list[int]) -> No
             continue
         rows = ep.start + window_rows(ep.length, model.config.window, model.config.frame_gap)[-1:]
         state = None if cache.state is None else torch.from_numpy(cache.state[rows])
-        hs.append(model(model._prep(cache.frames[rows]), state=state)["h"][:, -1])
+        hs.append(model(model.prep(cache.frames[rows]), state=state)["h"][:, -1])
     if hs:
         model.goal_h.copy_(torch.cat(hs).mean(0))
 

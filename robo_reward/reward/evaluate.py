@@ -12,7 +12,6 @@ Metrics (Robo-Dopamine / SARM):
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,52 +19,10 @@ import torch
 from scipy.stats import spearmanr
 from tqdm import tqdm
 
+from robo_reward.data.frames import FrameCache, hop_target, load_frame_cache
 from robo_reward.data.lerobot_io import DatasetError
-from robo_reward.models.data import FrameCache, hop_target, load_frame_cache
-from robo_reward.models.modeling import ProcessRewardModel
-
-
-@dataclass
-class EpisodePrediction:
-    progress: np.ndarray  # (L,)
-    stage_probs: np.ndarray  # (L, K)
-    success_prob: np.ndarray  # (L,)
-    hidden: np.ndarray  # (L, D): state at the last window position
-
-
-def window_rows(length: int, window: int, gap: int) -> np.ndarray:
-    """(L, T) frame indices: the causal window ending at each frame (clamped at the start)."""
-    ends = np.arange(length)[:, None]
-    return np.clip(ends - gap * np.arange(window - 1, -1, -1)[None, :], 0, length - 1)
-
-
-@torch.no_grad()
-def predict_episode(model: ProcessRewardModel, frames: np.ndarray, batch: int = 128,
-                    view_mask: np.ndarray | None = None, state: np.ndarray | None = None) -> EpisodePrediction:
-    """Run the model on every causal window of one episode. frames: (L, V, H, W, 3) uint8; state:
-    (L, S) observation.state (a ``use_state`` model needs it)."""
-    cfg = model.config
-    rows = window_rows(len(frames), cfg.window, cfg.frame_gap)
-    outs = []
-    for i in range(0, len(rows), batch):
-        x = model._prep(frames[rows[i: i + batch]])
-        vm = None
-        if view_mask is not None:
-            vm = torch.as_tensor(view_mask, dtype=torch.bool).expand(x.shape[0], x.shape[1], -1)
-            x = x * vm[..., None, None, None]
-        st = None
-        if cfg.use_state:
-            if state is None:
-                raise ValueError(f"state: missing; this model was trained with use_state and reads "
-                                 f"observation.state (width {cfg.state_dim}) with every frame")
-            if len(state) != len(frames):
-                raise ValueError(f"state: {len(state)} rows for {len(frames)} frames; expected one per frame")
-            st = torch.as_tensor(state[rows[i: i + batch]], dtype=torch.float32)
-        out = model(x, vm, state=st)
-        outs.append({k: out[k][:, -1].cpu() for k in ("progress", "stage_logits", "success_logit", "h")})
-    cat = {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
-    return EpisodePrediction(cat["progress"].clamp(0, 1).numpy(), cat["stage_logits"].softmax(-1).numpy(),
-                             torch.sigmoid(cat["success_logit"]).numpy(), cat["h"].numpy())
+from robo_reward.reward.inference import EpisodePrediction, predict_episode, window_rows  # noqa: F401
+from robo_reward.reward.modeling import ProcessRewardModel
 
 
 def _apply_hop(p_before: np.ndarray, hop: np.ndarray) -> np.ndarray:
@@ -151,44 +108,24 @@ def evaluate(run: str | Path, dataset: str | Path, out_json: str | Path | None =
     eps_idx, which = resolve_episodes(run, cache)
     by_index = {e.index: e for e in cache.episodes}
     rng = np.random.default_rng(0)
-    voc_pos, voc_neg, finals, succ, hops, correct, total = [], [], [], [], [], 0, 0
+    correct = total = 0
     per_episode = []
     out_dir = Path(out_json).parent if out_json else run / "eval"
     for idx in tqdm(eps_idx, desc="eval-reward", disable=not progress_bar):
         ep = by_index[idx]
-        frames = cache.episode_frames(ep)
-        if occlude:
-            frames = occluded(frames, cfg.cameras, occlude)
-        state = cache.episode_state(ep)
-        pred = predict_episode(model, frames, view_mask=view_mask, state=state)
-        rec = {"episode_index": idx, "success": ep.success, "quality": ep.quality,
-               "final_progress": float(pred.progress[-3:].mean())}
-        if fusion:
-            fp = fused_progress(model, pred)
-            rec["fusion_voc_pos"] = {k: _spearman(v) for k, v in fp.items()} if ep.success else None
-            rec["fusion_mae"] = {k: float(np.abs(v - ep.progress).mean()) for k, v in fp.items()}
-        if ep.success:
-            rec["voc_pos"] = _spearman(pred.progress)
-            rev = predict_episode(model, frames[::-1].copy(), view_mask=view_mask,
-                                  state=None if state is None else state[::-1].copy())
-            rec["voc_neg"] = _spearman(rev.progress)
-            voc_pos.append(rec["voc_pos"])
-            voc_neg.append(rec["voc_neg"])
-        if cache.has_annotations and cfg.stage_head:
-            hit = pred.stage_probs.argmax(-1) == ep.stage
-            correct += int(hit.sum())
-            total += len(hit)
-            rec["stage_accuracy"] = float(hit.mean())
-        rec["hop_mae"] = hop_mae(model, pred, ep.progress, rng)
-        hops.append(rec["hop_mae"])
-        finals.append(rec["final_progress"])
-        succ.append(ep.success)
+        rec, pred, frames, hits = score_episode(model, cache, ep, view_mask, occlude, fusion, rng)
+        correct, total = correct + int(hits.sum()), total + len(hits)
         per_episode.append(rec)
         if plots and len(per_episode) <= max_plots:
             plot_episode(out_dir / "plots" / f"episode_{idx:04d}.png", pred, ep, cache.stage_names,
                          title=f"episode {idx} ({ep.quality}, {'success' if ep.success else 'failure'})")
         if video and len(per_episode) <= 3:
             write_progress_video(out_dir / "videos" / f"episode_{idx:04d}.mp4", frames, pred, cache.stage_names, cache.fps)
+    voc_pos = [r["voc_pos"] for r in per_episode if "voc_pos" in r]
+    voc_neg = [r["voc_neg"] for r in per_episode if "voc_neg" in r]
+    hops = [r["hop_mae"] for r in per_episode]
+    finals = [r["final_progress"] for r in per_episode]
+    succ = [r["success"] for r in per_episode]
     result = {
         "run": str(run), "dataset": str(dataset), "episodes": which, "n_episodes": len(eps_idx),
         "voc_pos": float(np.mean(voc_pos)) if voc_pos else None,
@@ -210,6 +147,35 @@ def evaluate(run: str | Path, dataset: str | Path, out_json: str | Path | None =
         Path(out_json).parent.mkdir(parents=True, exist_ok=True)
         Path(out_json).write_text(json.dumps(result, indent=2))
     return result
+
+
+def score_episode(model: ProcessRewardModel, cache: FrameCache, ep, view_mask: np.ndarray | None,
+                  occlude: dict[str, float] | None, fusion: bool, rng: np.random.Generator):
+    """One episode's record (final progress, VOC+/- on a success, stage accuracy, hop MAE, fusion),
+    its prediction, the frames scored and the per-frame stage hits."""
+    cfg = model.config
+    frames = cache.episode_frames(ep)
+    if occlude:
+        frames = occluded(frames, cfg.cameras, occlude)
+    state = cache.episode_state(ep)
+    pred = predict_episode(model, frames, view_mask=view_mask, state=state)
+    rec = {"episode_index": ep.index, "success": ep.success, "quality": ep.quality,
+           "final_progress": float(pred.progress[-3:].mean())}
+    if fusion:
+        fp = fused_progress(model, pred)
+        rec["fusion_voc_pos"] = {k: _spearman(v) for k, v in fp.items()} if ep.success else None
+        rec["fusion_mae"] = {k: float(np.abs(v - ep.progress).mean()) for k, v in fp.items()}
+    if ep.success:
+        rec["voc_pos"] = _spearman(pred.progress)
+        rev = predict_episode(model, frames[::-1].copy(), view_mask=view_mask,
+                              state=None if state is None else state[::-1].copy())
+        rec["voc_neg"] = _spearman(rev.progress)
+    hits = np.zeros(0, dtype=bool)
+    if cache.has_annotations and cfg.stage_head:
+        hits = pred.stage_probs.argmax(-1) == ep.stage
+        rec["stage_accuracy"] = float(hits.mean())
+    rec["hop_mae"] = hop_mae(model, pred, ep.progress, rng)
+    return rec, pred, frames, hits
 
 
 def occluded(frames: np.ndarray, cameras: list[str], occlude: dict[str, float]) -> np.ndarray:

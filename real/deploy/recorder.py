@@ -1,0 +1,85 @@
+"""Recording deploy episodes to a LeRobotDataset, with the reward model's progress per frame."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from real.deploy.config import EpisodeResult
+from real.deploy.loop import Deployment
+
+PROGRESS_FILE = "sarm_progress.parquet"
+
+
+class EpisodeRecorder:
+    """Appends deploy episodes to a LeRobotDataset (robo-reward's layout: SARM stage columns from
+    the ground truth where the robot knows it, else from the reward model's stages) and keeps
+    ``sarm_progress.parquet`` (the reward model's per-frame progress) beside it for RA-BC."""
+
+    def __init__(self, root: Path, fps: int, deployment: Deployment, stage_names: tuple[str, ...]):
+        from robo_reward.data.lerobot_io import DatasetWriter
+        from robo_reward.embodiments.so101.kinematics import ACTION_KEYS
+
+        feats = deployment.robot.observation_features
+        features: dict[str, dict] = {
+            f"observation.images.{c}": {"dtype": "video", "shape": tuple(feats[c]),
+                                        "names": ["height", "width", "channels"]} for c in deployment.robot_cameras}
+        features["observation.state"] = {"dtype": "float32", "shape": (6,), "names": list(ACTION_KEYS)}
+        features["action"] = {"dtype": "float32", "shape": (6,), "names": list(ACTION_KEYS)}
+        features["action.ee_delta"] = {"dtype": "float32", "shape": (4,), "names": ["dx", "dy", "dz", "gripper"]}
+        if deployment.has_env_state:
+            features["observation.environment_state"] = {"dtype": "float32",
+                                                         "shape": tuple(feats["environment_state"]), "names": None}
+        if deployment.potential is not None:
+            features["reward.progress"] = {"dtype": "float32", "shape": (1,), "names": None}
+            features["reward.stage"] = {"dtype": "int64", "shape": (1,), "names": None}
+        if deployment.sim:
+            features["gt.progress"] = {"dtype": "float32", "shape": (1,), "names": None}
+            features["gt.stage"] = {"dtype": "int64", "shape": (1,), "names": None}
+        self.root = Path(root)
+        self.stage_names = tuple(stage_names)
+        self.writer = DatasetWriter(self.root, fps, features, list(self.stage_names),
+                                    robot_type=getattr(deployment.robot, "name", "so101_follower"))
+        self.has_progress = deployment.potential is not None
+        self.saved = 0
+
+    def save(self, frames: list[dict[str, Any]], res: EpisodeResult, instruction: str) -> int:
+        from robo_reward.data.labels import Segments
+        from robo_reward.data.lerobot_io import EpisodeMeta
+
+        if "gt.stage" in frames[0]:
+            stage = [int(f["gt.stage"][0]) for f in frames]
+            if res.success:  # as in collect: once the task is done the rest is the last stage
+                stage[-1] = len(self.stage_names) - 1
+        elif "reward.stage" in frames[0]:
+            stage = [max(int(f["reward.stage"][0]), 0) for f in frames]
+        else:
+            stage = [0] * len(frames)
+        seg = Segments.from_stage_per_frame(self.stage_names, stage)
+        quality = "rollout" if res.stop_reason is None else f"stopped:{res.stop_reason}"
+        for f in frames:
+            f["task"] = instruction
+        meta = EpisodeMeta(episode_index=0, length=len(frames), subtask_names=list(seg.names),
+                           subtask_start_frames=list(seg.starts), subtask_end_frames=list(seg.ends),
+                           quality=quality, success=bool(res.success), seed=res.seed)
+        self.writer.add_episode(frames, meta)
+        self.saved += 1
+        return meta.episode_index
+
+    def finalize(self) -> None:
+        self.writer.finalize()
+        if self.has_progress and self.writer.num_episodes:
+            self._write_progress()
+
+    def _write_progress(self) -> None:
+        import pandas as pd
+
+        from robo_reward.data.lerobot_io import atomic_write_bytes
+
+        files = sorted((self.root / "data").glob("chunk-*/file-*.parquet"))
+        df = pd.concat([pd.read_parquet(f, columns=["index", "episode_index", "frame_index", "reward.progress"])
+                        for f in files], ignore_index=True)
+        df["progress_sparse"] = [float(np.asarray(v).reshape(-1)[0]) for v in df.pop("reward.progress")]
+        atomic_write_bytes(self.root / PROGRESS_FILE, df.sort_values("index").to_parquet(index=False))

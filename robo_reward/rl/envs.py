@@ -1,0 +1,65 @@
+"""The shaped vector env and the potential a run uses, built from an :class:`RLConfig`."""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from robo_reward.envs import VEC_ENVS, make_env
+from robo_reward.rl.config import RLConfig
+from robo_reward.rl.observation import RLObservation
+from robo_reward.rl.potentials import GroundTruthPotential, LearnedPotential, Potential, ZeroPotential
+from robo_reward.rl.shaped_vec_env import ShapedVecEnv
+from robo_reward.rl.shaping import Shaper
+
+
+def make_potential(cfg: RLConfig, num_envs: int) -> Potential | None:
+    """Phi for ``--reward``: the ground truth (dense), the reward model(s) (learned) or none (sparse)."""
+    if cfg.reward == "dense":
+        return GroundTruthPotential()
+    if cfg.reward == "learned":
+        runs = [r.strip() for r in cfg.reward_model.split(",") if r.strip()]
+        potential = LearnedPotential.from_runs(runs, num_envs=num_envs)
+        if potential.needs_state:
+            warnings.warn(f"--reward-model={cfg.reward_model} reads proprioception (use_state: true). The policy sets "
+                          "the joints directly and can raise such a Phi without doing the task: on push, Phi with "
+                          "the joints held at the reset pose reads about 0.006 (benchmarks/learned_vs_true_phi.py "
+                          "--state-ablation). For RL, train the reward model with --model.use_state=false.",
+                          UserWarning, stacklevel=2)
+        return potential
+    return None
+
+
+def make_vec_env(task: str, num_envs: int, potential: Potential | None, shaper: Shaper, seed: int,
+                 max_episode_steps: int | None = None, image_size: int = 64, vectorized: str = "auto") -> ShapedVecEnv:
+    """SB3 VecEnv of ``task`` that renders only the potential's cameras, shaped by ``shaper``: a
+    DummyVecEnv of single envs, or for a task with a batched env (ManiSkill on a GPU) one batched sim."""
+    cameras = tuple(potential.cameras) if potential is not None else ()
+    progress = potential is not None and potential.needs_progress
+    if use_batched_env(task, vectorized, progress):
+        if progress:
+            raise ValueError("--reward=dense on the batched ManiSkill env: its ground-truth progress is computed "
+                             "per env; use --reward=learned or sparse there, or --vectorized=false")
+        venv = VEC_ENVS.get(task)(num_envs, cameras, image_size, max_episode_steps, seed)
+        return ShapedVecEnv(venv, potential or ZeroPotential(), shaper)
+
+    def thunk(i: int):
+        def make():
+            env = make_env(task, cameras=cameras, width=image_size, height=image_size,
+                           max_episode_steps=max_episode_steps)
+            return RLObservation(env, include_progress=progress)
+        return make
+
+    venv = DummyVecEnv([thunk(i) for i in range(num_envs)])
+    venv.seed(seed)
+    return ShapedVecEnv(venv, potential or ZeroPotential(), shaper)
+
+
+def use_batched_env(task: str, vectorized: str, needs_progress: bool = False) -> bool:
+    """auto: the batched env for tasks that have one (ManiSkill) on a GPU, unless the reward needs the
+    per-env ground-truth progress (--reward=dense); true: always (dense is then refused)."""
+    if vectorized == "false" or task not in VEC_ENVS:
+        return False
+    return vectorized == "true" or (torch.cuda.is_available() and not needs_progress)
