@@ -6,8 +6,6 @@ import sys
 import textwrap
 from pathlib import Path
 
-import pytest
-
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "check_layers.py"
 VIOLATION = re.compile(r"^(?P<path>\S+):(?P<line>\d+): \[(?P<kind>cycle|layer|private)\] (?P<msg>.*)$")
 
