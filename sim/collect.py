@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from robo_reward.data.labels import Segments
 from robo_reward.data.lerobot_io import DatasetWriter, EpisodeMeta, deferred_interrupts, features_for
+from robo_reward.embodiments import EMBODIMENTS
 from robo_reward.embodiments.so101.kinematics import ACTION_KEYS
 from sim.experts import make_expert, sample_quality
 from sim.experts.base import QualityMix
@@ -28,7 +29,9 @@ class Episode:
     success: bool
 
 
-def run_episode(env: SO101TaskEnv, seed: int, quality, task: str) -> Episode:
+def run_episode(env: SO101TaskEnv, seed: int, quality, task: str, record_tcp: bool = False) -> Episode:
+    """One expert episode as dataset frames; ``record_tcp`` adds ``observation.tcp`` (for robots
+    whose embodiment has no kinematics model to recompute it from the joints)."""
     expert = make_expert(task, quality, seed=seed)
     obs, info = env.reset(seed=seed)
     frames: list[dict[str, Any]] = []
@@ -41,6 +44,8 @@ def run_episode(env: SO101TaskEnv, seed: int, quality, task: str) -> Episode:
         frame = {f"observation.images.{c}": obs["pixels"][c] for c in env.config.cameras}
         frame["observation.state"] = obs["agent_pos"]
         frame["observation.environment_state"] = obs["environment_state"]
+        if record_tcp:
+            frame["observation.tcp"] = np.asarray(env.tcp_pos, dtype=np.float32)
         frame["gt.stage"] = np.array([info["stage"]], dtype=np.int64)
         frame["gt.progress"] = np.array([info["progress"]], dtype=np.float32)
         obs, _, terminated, truncated, info = env.step(a)
@@ -85,6 +90,9 @@ def collect(task: str, episodes: int, quality: str, out: str | Path, seed: int =
         "gt.stage": {"dtype": "int64", "shape": (1,), "names": None},
         "gt.progress": {"dtype": "float32", "shape": (1,), "names": None},
     }
+    record_tcp = not EMBODIMENTS.get(getattr(env, "embodiment", "so101")).has_kinematics
+    if record_tcp:  # BC's state needs the TCP, and ManiSkill's Panda ships no kinematics model here
+        extra["observation.tcp"] = {"dtype": "float32", "shape": (3,), "names": ["x", "y", "z"]}
     # SO-101 joints in LeRobot units; a ManiSkill robot names its own joints
     names = list(getattr(env, "state_names", ACTION_KEYS))
     feats = features_for(list(env.config.cameras), height, width, names, names, extra)
@@ -99,7 +107,7 @@ def collect(task: str, episodes: int, quality: str, out: str | Path, seed: int =
             for i in range(start, start + todo):
                 ep_seed = seed * 100_003 + i
                 q = sample_quality(mix, np.random.default_rng([seed, i]), len(env.stages))
-                ep = run_episode(env, ep_seed, q, task)
+                ep = run_episode(env, ep_seed, q, task, record_tcp)
                 if caught:
                     interrupted = True
                     break

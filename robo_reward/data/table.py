@@ -26,6 +26,7 @@ class FrameTable:
     action: np.ndarray  # action.ee_delta
     gt_progress: np.ndarray | None
     task: str
+    tcp: np.ndarray | None = None  # observation.tcp, where the robot's kinematics are not shipped
 
     @property
     def episodes(self) -> np.ndarray:
@@ -61,7 +62,8 @@ def load_frame_table(root: str | Path, task: str = "") -> FrameTable:
                       df["frame_index"].to_numpy(np.int64), np.stack(df["observation.state"].to_numpy()),
                       np.stack(df["observation.environment_state"].to_numpy()),
                       np.stack(df["action.ee_delta"].to_numpy()).astype(np.float32), gt,
-                      task or task_of_dataset(root))
+                      task or task_of_dataset(root),
+                      np.stack(df["observation.tcp"].to_numpy()) if "observation.tcp" in df.columns else None)
 
 
 def read_progress_parquet(path: str | Path, table: FrameTable, column: str = "progress_sparse") -> np.ndarray:

@@ -36,6 +36,11 @@ class Embodiment(abc.ABC):
     def policy_joints(self, agent_pos: np.ndarray) -> np.ndarray:
         """Joints scaled to order one, leading batch axes kept."""
 
+    @property
+    def has_kinematics(self) -> bool:
+        """Whether :meth:`forward_tcp` works; datasets of an embodiment without record the TCP."""
+        return type(self).forward_tcp is not Embodiment.forward_tcp
+
     def forward_tcp(self, agent_pos: np.ndarray) -> np.ndarray:
         """TCP positions (N, 3) in the robot's base frame for measured joints (N, J)."""
         raise NotImplementedError(f"embodiment {self.name!r} ships no kinematics model; record the TCP instead")

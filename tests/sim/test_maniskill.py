@@ -152,6 +152,27 @@ def test_collect_peg_insertion_records_the_yaw_action(tmp_path):
     assert meta.subtask_names == ["reach", "grasp", "align", "insert"] and meta.success
 
 
+def test_bc_trains_on_the_5d_peg_insertion_actions(tmp_path):
+    """The action layout comes from the dataset: PegInsertionSide's (dx, dy, dz, dyaw, gripper)."""
+    from robo_reward.policies import load_policy
+    from robo_reward.policies.train_bc import TrainBCConfig, train_bc
+    from robo_reward.rl.observation import RLObservation
+    from sim.collect import collect
+
+    out, task = tmp_path / "peg", "maniskill/PegInsertionSide-v1"
+    collect(task, 1, "clean", out, seed=0, cameras=("wrist",), progress=False)
+    r = train_bc(TrainBCConfig(dataset=out, out=tmp_path / "bc", task=task, steps=30, chunk=4, n_action_steps=2,
+                               hidden="32", wandb=False, progress_bar=False))
+    assert r["frames"] > 20
+    policy = load_policy(tmp_path / "bc")
+    assert policy.meta["action_dim"] == 5 and policy.policy.action_dim == 5
+    env = RLObservation(make_env(task, cameras=()))
+    obs, _ = env.reset(seed=0)
+    a = policy.act(obs, env)
+    assert a.shape == (5,) and env.action_space.contains(np.clip(a, -1, 1).astype(np.float32))
+    env.close()
+
+
 def test_missing_vulkan_says_what_to_install():
     code = ("from sim.maniskill import require_maniskill, ManiSkillUnavailable\n"
             "try:\n    require_maniskill()\nexcept ManiSkillUnavailable as e:\n    print('MSG', e)\n")
