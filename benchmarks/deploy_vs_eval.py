@@ -19,6 +19,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from robo_reward.stats import wilson_interval
+
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("SVT_LOG", "1")
@@ -26,12 +28,8 @@ os.environ.setdefault("SVT_LOG", "1")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> list[float]:
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(max(p * (1 - p), 0.0) / n + z * z / (4 * n * n)) / d
-    return [c - h, c + h]
+def wilson(k: int, n: int) -> list[float]:
+    return list(wilson_interval(k, n))
 
 
 def main() -> None:

@@ -4,14 +4,14 @@ RL curves from 3-10 seeds spread widely (one seed at 0.0 and the next at 0.9 wit
 settings is common here), so a mean alone overstates what a benchmark shows. These helpers give a
 percentile-bootstrap interval of a mean over seeds and a paired comparison of two variants run on
 the same seeds (the seed fixes the env resets and network init, so differences per seed are the
-fair unit).
+fair unit). The statistics themselves are scipy's (``scipy.stats.bootstrap``, ``binomtest``,
+``mannwhitneyu``); this module fixes the conventions the benchmarks report.
 """
 
 from __future__ import annotations
 
-from math import comb
-
 import numpy as np
+from scipy import stats
 
 
 def bootstrap_mean_ci(x, level: float = 0.95, n_boot: int = 10_000, seed: int = 0) -> tuple[float, float]:
@@ -24,10 +24,11 @@ def bootstrap_mean_ci(x, level: float = 0.95, n_boot: int = 10_000, seed: int = 
         raise ValueError(f"bootstrap_mean_ci: non-finite values in {x.tolist()}; expected finite numbers")
     if not 0.0 < level < 1.0:
         raise ValueError(f"bootstrap_mean_ci: level {level}; expected in (0, 1)")
-    idx = np.random.default_rng(seed).integers(0, x.size, size=(n_boot, x.size))
-    means = x[idx].mean(1)
-    a = (1.0 - level) / 2.0
-    return float(np.quantile(means, a)), float(np.quantile(means, 1.0 - a))
+    if np.all(x == x[0]):  # one value, or all equal: every resample has that mean
+        return float(x[0]), float(x[0])
+    res = stats.bootstrap((x,), np.mean, confidence_level=level, n_resamples=n_boot, method="percentile",
+                          rng=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
 def sign_test_p(n_pos: int, n_neg: int) -> float:
@@ -36,8 +37,25 @@ def sign_test_p(n_pos: int, n_neg: int) -> float:
     n = n_pos + n_neg
     if n == 0:
         return 1.0
-    k = min(n_pos, n_neg)
-    return float(min(1.0, 2.0 * sum(comb(n, i) for i in range(k + 1)) / 2.0 ** n))
+    return float(stats.binomtest(n_pos, n, 0.5, alternative="two-sided").pvalue)
+
+
+def wilson_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a success rate ``k / n`` (sensible at 0 and n, unlike the normal one)."""
+    if n < 1 or not 0 <= k <= n:
+        raise ValueError(f"wilson_interval: {k} successes of {n}; expected 0 <= k <= n and n >= 1")
+    ci = stats.binomtest(k, n).proportion_ci(confidence_level=level, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def auroc(scores, labels) -> float | None:
+    """Area under the ROC curve of ``scores`` for boolean ``labels`` (the Mann-Whitney U over the
+    number of pairs, ties counted half); None when only one class is present."""
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=bool)
+    pos, neg = scores[labels], scores[~labels]
+    if len(pos) == 0 or len(neg) == 0:
+        return None
+    return float(stats.mannwhitneyu(pos, neg, alternative="two-sided").statistic / (len(pos) * len(neg)))
 
 
 def paired_difference(a, b, level: float = 0.95, seed: int = 0) -> dict:

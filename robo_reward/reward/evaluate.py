@@ -23,6 +23,7 @@ from robo_reward.data.frames import FrameCache, hop_target, load_frame_cache
 from robo_reward.data.lerobot_io import DatasetError
 from robo_reward.reward.inference import EpisodePrediction, predict_episode, window_rows  # noqa: F401
 from robo_reward.reward.modeling import ProcessRewardModel
+from robo_reward.stats import auroc
 
 
 def _apply_hop(p_before: np.ndarray, hop: np.ndarray) -> np.ndarray:
@@ -53,15 +54,6 @@ def fused_progress(model: ProcessRewardModel, pred: EpisodePrediction) -> dict[s
     stage = pred.progress
     return {"stage": stage, "incremental": inc, "forward": fwd, "backward": bwd,
             "fused": (stage + inc + fwd + bwd) / 4.0}
-
-
-def auroc(scores: np.ndarray, labels: np.ndarray) -> float | None:
-    """Mann-Whitney AUROC; None when only one class is present."""
-    pos, neg = scores[labels], scores[~labels]
-    if len(pos) == 0 or len(neg) == 0:
-        return None
-    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
-    return float(greater / (len(pos) * len(neg)))
 
 
 def _spearman(x: np.ndarray) -> float:
