@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from robo_reward.data.labels import AnnotationError, Segments, episode_progress
 from robo_reward.data.lerobot_io import DatasetError
+from robo_reward.data.video import read_video
 
 
 @dataclass
@@ -50,23 +51,6 @@ class FrameCache:
 
     def episode_state(self, ep: EpisodeLabels) -> np.ndarray | None:
         return None if self.state is None else self.state[ep.start: ep.start + ep.length]
-
-
-def _decode(path: Path, size: int) -> np.ndarray:
-    import av
-    import cv2
-
-    try:
-        with av.open(str(path)) as c:
-            frames = [f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])]
-    except (av.error.FFmpegError, IndexError, OSError) as e:
-        raise DatasetError(f"{path}: unreadable video ({type(e).__name__}: {e})") from e
-    if not frames:
-        raise DatasetError(f"{path}: no frames decoded")
-    arr = np.stack(frames)
-    if arr.shape[1:3] != (size, size):
-        arr = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in arr])
-    return arr
 
 
 def load_frame_cache(root: str | Path, cameras: list[str], size: int = 64, labels: str = "auto",
@@ -134,7 +118,7 @@ def decode_episodes(root: Path, info: dict, eps: pd.DataFrame, starts: np.ndarra
             chunk, fidx = int(rec[f"videos/{key}/chunk_index"]), int(rec[f"videos/{key}/file_index"])
             if (key, chunk, fidx) not in decoded:
                 path = root / template.format(video_key=key, chunk_index=chunk, file_index=fidx)
-                decoded[(key, chunk, fidx)] = _decode(path, size)
+                decoded[(key, chunk, fidx)] = read_video(path, size)[0]
             video = decoded[(key, chunk, fidx)]
             first = int(round(float(rec[f"videos/{key}/from_timestamp"]) * fps))
             n = int(rec["length"])

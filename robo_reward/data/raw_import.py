@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from robo_reward.data.labels import AnnotationError, Segments
 from robo_reward.data.lerobot_io import DatasetError, DatasetWriter, EpisodeMeta, features_for
+from robo_reward.data.video import read_video
 
 
 @dataclass
@@ -26,22 +27,6 @@ class RawEpisode:
     fps: int
     instruction: str
     segments: Segments
-
-
-def read_video(path: Path) -> tuple[np.ndarray, int]:
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            fps = int(round(float(stream.average_rate))) if stream.average_rate else 0
-            frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
-    except (av.error.FFmpegError, IndexError, OSError) as e:
-        raise DatasetError(f"{path}: unreadable video ({type(e).__name__}: {e}); expected an mp4 with one "
-                           "video stream") from e
-    if not frames:
-        raise DatasetError(f"{path}: video has 0 frames; expected at least one")
-    return np.stack(frames), fps
 
 
 def read_raw_episode(ep_dir: Path, cameras: list[str] | None = None) -> RawEpisode:

@@ -27,10 +27,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
-from robo_reward.data.frames import load_frame_cache
+from robo_reward.data.frames import load_frame_cache, random_shift
 from robo_reward.data.lerobot_io import DatasetError
 from robo_reward.data.table import FrameTable, load_frame_table, read_progress_parquet
 from robo_reward.policies.chunk import ChunkPolicy, save_bc_policy
@@ -188,7 +187,7 @@ def train_bc(cfg: TrainBCConfig) -> dict[str, Any]:
         img = None
         if images is not None:
             img = torch.as_tensor(images[i.numpy()]).permute(0, 1, 4, 2, 3).float() / 255.0
-            img = _random_shift(img, rng)
+            img = random_shift(img[:, None], rng)[:, 0]  # the reward model's augmentation, T = 1
         pred = policy(S[i], img)
         loss = weighted_chunk_loss(pred, T[i], M[i], W[i] if cfg.rabc else None)
         opt.zero_grad()
@@ -211,13 +210,6 @@ def train_bc(cfg: TrainBCConfig) -> dict[str, Any]:
     if wb is not None:
         wb.finish()
     return result
-
-
-def _random_shift(x: torch.Tensor, rng: np.random.Generator, pad: int = 4) -> torch.Tensor:
-    b, v, c, h, w = x.shape
-    p = F.pad(x.flatten(0, 1), (pad,) * 4, mode="replicate")
-    dx, dy = rng.integers(0, 2 * pad + 1, size=2)
-    return p[..., dy:dy + h, dx:dx + w].view(b, v, c, h, w)
 
 
 def _wandb(cfg: TrainBCConfig, out: Path, stats: dict[str, float]):

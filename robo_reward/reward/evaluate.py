@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from robo_reward.data.frames import FrameCache, hop_target, load_frame_cache
 from robo_reward.data.lerobot_io import DatasetError
+from robo_reward.data.video import progress_frame, write_mp4
 from robo_reward.reward.inference import EpisodePrediction, predict_episode, window_rows  # noqa: F401
 from robo_reward.reward.modeling import ProcessRewardModel
 from robo_reward.stats import auroc
@@ -214,27 +215,12 @@ def plot_episode(path: Path, pred: EpisodePrediction, ep, stage_names: list[str]
 def write_progress_video(path: Path, frames: np.ndarray, pred: EpisodePrediction, stage_names: list[str],
                          fps: int, scale: int = 3) -> None:
     """The views side by side with the predicted progress bar and stage drawn over them."""
-    import av
-    import cv2
+    def draw(t: int) -> np.ndarray:
+        p = float(pred.progress[t])
+        stage = stage_names[int(pred.stage_probs[t].argmax())]
+        return progress_frame(np.concatenate(list(frames[t]), axis=1), p, f"{p:.2f} {stage}", scale)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    h, w = frames.shape[2] * scale, frames.shape[3] * scale * frames.shape[1]
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("mpeg4", rate=fps)
-        s.width, s.height, s.pix_fmt = w, h + 24, "yuv420p"
-        for t in range(len(frames)):
-            row = np.concatenate(list(frames[t]), axis=1)
-            img = cv2.resize(row, (w, h), interpolation=cv2.INTER_NEAREST)
-            canvas = np.zeros((h + 24, w, 3), np.uint8)
-            canvas[:h] = img
-            p = float(pred.progress[t])
-            canvas[h + 4: h + 20, : int(p * w)] = (40, 200, 80)
-            stage = stage_names[int(pred.stage_probs[t].argmax())]
-            cv2.putText(canvas, f"{p:.2f} {stage}", (4, h + 17), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1)
-            for pkt in s.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")):
-                c.mux(pkt)
-        for pkt in s.encode():
-            c.mux(pkt)
+    write_mp4(path, (draw(t) for t in range(len(frames))), fps)
 
 
 def annotate_progress(run: str | Path, dataset: str | Path, out: str | Path | None = None,

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from robo_reward.data.video import progress_frame, write_mp4
 from robo_reward.envs import make_env
 from robo_reward.policies.registry import load_policy
 from robo_reward.rl.observation import RLObservation, batch_obs
@@ -87,28 +88,14 @@ def evaluate_policy(policy, task: str, episodes: int, seed: int = 10_000, max_ep
 def write_rollout_video(path: Path, frames: list[np.ndarray], phis: list[float], success: bool,
                         fps: int = 20, scale: int = 3) -> None:
     """Views side by side, the live progress as a bar and a number (when a reward model is given)."""
-    import av
-    import cv2
+    def label(t: int, p: float) -> str:
+        text = f"t={t}" + (f"  progress {p:.2f}" if np.isfinite(p) else "")
+        if t == len(frames) - 1:
+            text += "  SUCCESS" if success else "  fail"
+        return text
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    h, w = frames[0].shape[0] * scale, frames[0].shape[1] * scale
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("mpeg4", rate=fps)
-        s.width, s.height, s.pix_fmt = w, h + 24, "yuv420p"
-        for t, (img, p) in enumerate(zip(frames, phis, strict=True)):
-            canvas = np.zeros((h + 24, w, 3), np.uint8)
-            canvas[:h] = cv2.resize(img, (w, h), interpolation=cv2.INTER_NEAREST)
-            label = f"t={t}"
-            if np.isfinite(p):
-                canvas[h + 4: h + 20, : int(p * w)] = (40, 200, 80)
-                label += f"  progress {p:.2f}"
-            if t == len(frames) - 1:
-                label += "  SUCCESS" if success else "  fail"
-            cv2.putText(canvas, label, (4, h + 17), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1)
-            for pkt in s.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")):
-                c.mux(pkt)
-        for pkt in s.encode():
-            c.mux(pkt)
+    write_mp4(path, (progress_frame(img, p, label(t, p), scale)
+                     for t, (img, p) in enumerate(zip(frames, phis, strict=True))), fps)
 
 
 def run_eval_policy(cfg: EvalPolicyConfig) -> dict[str, Any]:

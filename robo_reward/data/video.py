@@ -1,0 +1,71 @@
+"""Video files, the one place they are read and written here (PyAV).
+
+:func:`read_video` decodes a whole file (optionally resized to a square model resolution) for
+the frame cache and the raw importer; :func:`write_mp4` writes the annotated review videos of
+``eval-reward`` and ``eval-policy``, each frame drawn by :func:`progress_frame`. Datasets' own
+videos are written by LeRobot's dataset writer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from robo_reward.data.lerobot_io import DatasetError
+
+
+def read_video(path: Path, size: int | None = None) -> tuple[np.ndarray, int]:
+    """(T, H, W, 3) uint8 frames of the first video stream and its frame rate (0 if unknown);
+    with ``size``, each frame is resized to ``size`` x ``size`` (area interpolation)."""
+    import av
+    import cv2
+
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            fps = int(round(float(stream.average_rate))) if stream.average_rate else 0
+            frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+    except (av.error.FFmpegError, IndexError, OSError) as e:
+        raise DatasetError(f"{path}: unreadable video ({type(e).__name__}: {e}); expected an mp4 with one "
+                           "video stream") from e
+    if not frames:
+        raise DatasetError(f"{path}: video has 0 frames; expected at least one")
+    arr = np.stack(frames)
+    if size is not None and arr.shape[1:3] != (size, size):
+        arr = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in arr])
+    return arr, fps
+
+
+def progress_frame(views: np.ndarray, progress: float, label: str, scale: int = 3) -> np.ndarray:
+    """One review frame: ``views`` (H, W, 3), scaled up, over a bar of ``progress`` (skipped when
+    NaN) and a text label."""
+    import cv2
+
+    h, w = views.shape[0] * scale, views.shape[1] * scale
+    canvas = np.zeros((h + 24, w, 3), np.uint8)
+    canvas[:h] = cv2.resize(views, (w, h), interpolation=cv2.INTER_NEAREST)
+    if np.isfinite(progress):
+        canvas[h + 4: h + 20, : int(progress * w)] = (40, 200, 80)
+    cv2.putText(canvas, label, (4, h + 17), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1)
+    return canvas
+
+
+def write_mp4(path: Path, frames: Iterable[np.ndarray], fps: int) -> None:
+    """Encode equally sized RGB frames to an MPEG-4 file (parent directories are created)."""
+    import av
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as c:
+        s = None
+        for img in frames:
+            if s is None:
+                s = c.add_stream("mpeg4", rate=fps)
+                s.width, s.height, s.pix_fmt = img.shape[1], img.shape[0], "yuv420p"
+            for pkt in s.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                c.mux(pkt)
+        if s is not None:
+            for pkt in s.encode():
+                c.mux(pkt)
