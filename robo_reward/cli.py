@@ -10,10 +10,12 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import draccus
+
+from robo_reward.utils import NameList
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("SVT_LOG", "1")  # the AV1 encoder is chatty at its default level
@@ -36,8 +38,8 @@ class CollectConfig:
     """Dataset directory (LeRobotDataset v3)."""
     seed: int = 0
     """Base seed; episode i uses a seed derived from (seed, i), so a resumed run continues the same sequence."""
-    cameras: str = "front,side,wrist"
-    """Comma-separated cameras to record."""
+    cameras: NameList = field(default_factory=lambda: NameList(["front", "side", "wrist"]))
+    """Cameras to record (front,side,wrist or [front,side,wrist])."""
     width: int = 64
     """Image width in pixels."""
     height: int = 64
@@ -58,10 +60,10 @@ class ImportRawConfig:
     """Directory of episode_*/cam_<name>.mp4 + annotated_keyframes.json + task_instruction.json."""
     out: Path = Path("datasets/imported")
     """Dataset directory to write."""
-    cameras: str = ""
-    """Comma-separated cameras to import (default: every cam_<name>.mp4 found)."""
-    stages: str = ""
-    """Comma-separated stage order (default: order of first appearance in the annotations)."""
+    cameras: NameList = field(default_factory=NameList)
+    """Cameras to import (default: every cam_<name>.mp4 found)."""
+    stages: NameList = field(default_factory=NameList)
+    """Stage order (default: order of first appearance in the annotations)."""
 
 
 @dataclass
@@ -94,7 +96,7 @@ class EvalRewardConfig:
     """Where the metrics go; per-episode plots go in plots/ beside it."""
     video: bool = False
     """Also write mp4s with the progress drawn over the views (first 3 episodes)."""
-    cameras_present: str = ""
+    cameras_present: NameList = field(default_factory=NameList)
     """Comma-separated cameras to keep (the others are masked, as if missing); default all."""
     fusion: bool = False
     """Also report the multi-perspective fusion (stage, hop-chained, forward- and backward-anchored)."""
@@ -117,14 +119,10 @@ def _underscore_flag(arg: str) -> str:
     return "--" + key.replace("-", "_") + sep + value
 
 
-def _split(s: str) -> list[str]:
-    return [x.strip() for x in s.split(",") if x.strip()]
-
-
 def cmd_collect(cfg: CollectConfig) -> int:
     from sim.collect import collect
 
-    r = collect(cfg.task, cfg.episodes, cfg.quality, cfg.out, cfg.seed, tuple(_split(cfg.cameras)),
+    r = collect(cfg.task, cfg.episodes, cfg.quality, cfg.out, cfg.seed, tuple(cfg.cameras),
                 cfg.width, cfg.height)
     state = "interrupted: " if r.interrupted else ""
     print(f"{state}added {r.added} episodes to {r.out} (now {r.total}); success rate of this run "
@@ -135,7 +133,7 @@ def cmd_collect(cfg: CollectConfig) -> int:
 def cmd_import_raw(cfg: ImportRawConfig) -> int:
     from robo_reward.data.raw_import import import_raw
 
-    n = import_raw(cfg.src, cfg.out, _split(cfg.stages) or None, _split(cfg.cameras) or None)
+    n = import_raw(cfg.src, cfg.out, list(cfg.stages) or None, list(cfg.cameras) or None)
     print(f"imported {n} episodes into {cfg.out}")
     return 0
 
@@ -161,7 +159,7 @@ def cmd_eval_reward(cfg: EvalRewardConfig) -> int:
     from robo_reward.reward.evaluate import evaluate
 
     r = evaluate(cfg.model, cfg.dataset, cfg.out_json, video=cfg.video,
-                 cameras_present=_split(cfg.cameras_present) or None, fusion=cfg.fusion)
+                 cameras_present=list(cfg.cameras_present) or None, fusion=cfg.fusion)
     keys = ("voc_pos", "voc_neg", "stage_accuracy", "auroc", "hop_mae")
     print(f"{r['n_episodes']} episodes ({r['episodes']}): " + "  ".join(
         f"{k}={r[k]:.3f}" if r[k] is not None else f"{k}=n/a" for k in keys))

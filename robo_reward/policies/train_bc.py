@@ -19,9 +19,9 @@ first ``n_action_steps`` of each chunk.
 
 from __future__ import annotations
 
+import enum
 import json
-import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,14 @@ from robo_reward.policies.chunk import ChunkPolicy, save_bc_policy
 from robo_reward.policies.features import state_features
 from robo_reward.policies.rabc import delta_stats, normalize_batch, progress_deltas, rabc_weights
 from robo_reward.reward.inference import dataset_progress
+from robo_reward.utils import NameList, WandbMode, as_enum, init_wandb
+
+
+class PolicyObs(enum.StrEnum):
+    """What a BC policy reads: the low-dimensional state (sim), or cameras plus proprioception."""
+
+    STATE = "state"
+    IMAGES = "images"
 
 
 @dataclass
@@ -53,9 +61,9 @@ class TrainBCConfig:
     """Action chunk size D; also the horizon of the RA-BC progress delta."""
     n_action_steps: int = 5
     """Actions executed from each predicted chunk before predicting again."""
-    obs: str = "state"
+    obs: PolicyObs = PolicyObs.STATE
     """state (MLP on the low-dimensional state) or images (CNN on --cameras plus proprioception)."""
-    cameras: str = "front,wrist"
+    cameras: NameList = field(default_factory=lambda: NameList(["front", "wrist"]))
     """Views an images policy reads."""
     hidden: str = "256,256"
     rabc: bool = False
@@ -74,13 +82,14 @@ class TrainBCConfig:
     """With --rabc: weight frames by progress gain. False keeps only the episode filter
     (--min-final-progress) with uniform weights: 'filtered BC', a baseline."""
     seed: int = 0
-    wandb: bool = True
-    """Log to wandb in offline mode."""
+    wandb: WandbMode = WandbMode.OFFLINE
+    """offline (the default), online or disabled (true/false: offline/disabled)."""
     progress_bar: bool = True
 
     def __post_init__(self) -> None:
-        if self.obs not in ("state", "images"):
-            raise ValueError(f"--obs: {self.obs!r}; expected state or images")
+        self.obs = as_enum(PolicyObs, self.obs, "--obs")
+        self.wandb = as_enum(WandbMode, self.wandb, "--wandb")
+        self.cameras = NameList.parse(self.cameras)
         if self.kappa < 0:
             raise ValueError(f"--kappa: {self.kappa}; expected >= 0")
         if self.chunk < 1 or not (1 <= self.n_action_steps <= self.chunk):
@@ -161,7 +170,7 @@ def train_bc(cfg: TrainBCConfig) -> dict[str, Any]:
     states = state_features(table, cfg.obs)
     targets, mask = chunk_targets(table, cfg.chunk)
     weights, wstats = sample_weights(cfg, table)
-    cameras = [c for c in cfg.cameras.split(",") if c] if cfg.obs == "images" else []
+    cameras = list(cfg.cameras) if cfg.obs == "images" else []
     images = None
     if cameras:
         cache = load_frame_cache(cfg.dataset, cameras, 64, labels="linear", progress=cfg.progress_bar)
@@ -213,17 +222,7 @@ def train_bc(cfg: TrainBCConfig) -> dict[str, Any]:
 
 
 def _wandb(cfg: TrainBCConfig, out: Path, stats: dict[str, float]):
-    if not cfg.wandb:
-        return None
-    try:
-        import wandb
-
-        os.environ.setdefault("WANDB_MODE", "offline")
-        os.environ.setdefault("WANDB_SILENT", "true")
-        run = wandb.init(project="robo-reward", dir=str(out), name=out.name, id=f"{out.name}-bc", resume="allow",
-                         config={k: str(v) for k, v in asdict(cfg).items()})
+    run = init_wandb(cfg.wandb, out, f"{out.name}-bc", {k: str(v) for k, v in asdict(cfg).items()})
+    if run is not None:
         run.summary.update({f"rabc/{k}": v for k, v in stats.items()})
-        return run
-    except Exception as e:  # noqa: BLE001  (logging must never break training)
-        print(f"wandb disabled: {e}")
-        return None
+    return run

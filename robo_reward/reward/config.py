@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from robo_reward.utils import NameList
+
 
 @dataclass
 class RewardModelConfig:
-    cameras: list[str] = field(default_factory=lambda: ["front", "side", "wrist"])
+    cameras: NameList = field(default_factory=lambda: NameList(["front", "side", "wrist"]))
     """Camera views the model reads, in order."""
     image_size: int = 64
     """Square input resolution; frames are resized to it."""
@@ -70,6 +72,7 @@ class RewardModelConfig:
     """With use_state: the width of observation.state (from the dataset)."""
 
     def __post_init__(self) -> None:
+        self.cameras = NameList.parse(self.cameras)
         if not self.cameras:
             raise ValueError("cameras: empty; expected at least one camera name")
         if self.window < 1 or self.frame_gap < 1:

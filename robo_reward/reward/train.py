@@ -21,10 +21,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from robo_reward.data.frames import FrameCache, WindowSampler, feature_cache, load_frame_cache, split_episodes
+from robo_reward.data.frames import (
+    FrameCache,
+    Labels,
+    WindowSampler,
+    feature_cache,
+    load_frame_cache,
+    split_episodes,
+)
 from robo_reward.reward.config import RewardModelConfig
 from robo_reward.reward.losses import reward_model_loss
 from robo_reward.reward.modeling import ProcessRewardModel
+from robo_reward.utils import NameList, WandbMode, as_enum, init_wandb
 
 CKPT, CKPT_OLD, STATE, SPLIT = "checkpoint", "checkpoint.old", "train_state.pt", "split.json"
 
@@ -35,8 +43,8 @@ class TrainRewardConfig:
     """LeRobot dataset to train on."""
     out: Path = Path("outputs/reward/run")
     """Run directory: model, checkpoints, split, logs."""
-    cameras: str = ""
-    """Comma-separated cameras (default: the model config's)."""
+    cameras: NameList = field(default_factory=NameList)
+    """Cameras to train on, front,wrist or [front,wrist] (default: the model config's)."""
     steps: int = 2500
     """Optimizer steps."""
     batch_size: int = 16
@@ -49,13 +57,13 @@ class TrainRewardConfig:
     """Fraction of episodes held out for evaluation (fixed by --seed and recorded in split.json)."""
     seed: int = 0
     """Seed for the split, the sampler and the weights."""
-    labels: str = "auto"
+    labels: Labels = Labels.AUTO
     """auto: SARM stages when annotated, else one stage; sparse: require annotations; linear: ignore them."""
     checkpoint_every: int = 250
     """Steps between checkpoints."""
     log_every: int = 50
     """Steps between log lines."""
-    wandb: str = "offline"
+    wandb: WandbMode = WandbMode.OFFLINE
     """offline (default, syncable later), online, or disabled."""
     threads: int = 0
     """torch CPU threads (0: torch's default)."""
@@ -67,10 +75,9 @@ class TrainRewardConfig:
             raise ValueError(f"--steps/--batch_size: {self.steps}/{self.batch_size}; expected >= 1")
         if not (0.0 <= self.held_out < 1.0):
             raise ValueError(f"--held_out: {self.held_out}; expected in [0, 1)")
-        if self.labels not in ("auto", "sparse", "linear"):
-            raise ValueError(f"--labels: {self.labels!r}; expected auto, sparse or linear")
-        if self.wandb not in ("offline", "online", "disabled"):
-            raise ValueError(f"--wandb: {self.wandb!r}; expected offline, online or disabled")
+        self.labels = as_enum(Labels, self.labels, "--labels")
+        self.cameras = NameList.parse(self.cameras)
+        self.wandb = as_enum(WandbMode, self.wandb, "--wandb")
 
 
 def _warmup_cosine(opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
@@ -112,7 +119,7 @@ def train_reward(cfg: TrainRewardConfig, progress: bool = True) -> Path:
     out = Path(cfg.out)
     mcfg = cfg.model
     if cfg.cameras:
-        mcfg = dataclasses.replace(mcfg, cameras=[c.strip() for c in cfg.cameras.split(",") if c.strip()])
+        mcfg = dataclasses.replace(mcfg, cameras=NameList(cfg.cameras))
     show = progress and acc.is_main_process
     cache = load_frame_cache(cfg.dataset, mcfg.cameras, mcfg.image_size, cfg.labels, progress=show,
                              state=mcfg.use_state)
@@ -133,7 +140,10 @@ def train_reward(cfg: TrainRewardConfig, progress: bool = True) -> Path:
     model.train()
     model, opt = acc.prepare(model, opt)
     raw = acc.unwrap_model(model)
-    run = init_wandb(cfg, out) if acc.is_main_process and cfg.wandb != "disabled" and start < cfg.steps else None
+    run = None
+    if acc.is_main_process and start < cfg.steps:
+        run = init_wandb(cfg.wandb, out, f"{out.name}-{hashlib.sha1(str(out.resolve()).encode()).hexdigest()[:8]}",
+                         draccus_dump(cfg))
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train-reward", disable=not show)
     t0, seen = time.time(), 0
     for step in bar:
@@ -221,14 +231,6 @@ def build_or_resume(cfg: TrainRewardConfig, mcfg: RewardModelConfig, cache: Fram
     if is_main:
         print(f"resuming {out} from step {int(state['step'])}")
     return model, opt, sched, int(state["step"])
-
-
-def init_wandb(cfg: TrainRewardConfig, out: Path):
-    import wandb
-
-    return wandb.init(project="robo-reward", dir=str(out), mode=cfg.wandb, config=draccus_dump(cfg),
-                      name=out.name, resume="allow",
-                      id=f"{out.name}-{hashlib.sha1(str(out.resolve()).encode()).hexdigest()[:8]}")
 
 
 @torch.no_grad()

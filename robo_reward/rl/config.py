@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from pathlib import Path
 
 from robo_reward.rl.shaping import Shaping
+from robo_reward.utils import WandbMode, as_enum
+
+
+class RewardKind(enum.StrEnum):
+    """The task reward: success only, plus shaping by the ground-truth progress or by a reward model."""
+
+    SPARSE = "sparse"
+    DENSE = "dense"
+    LEARNED = "learned"
+
+
+class Algo(enum.StrEnum):
+    SAC = "sac"
+    PPO = "ppo"
 
 
 @dataclass
 class RLConfig:
     task: str = "push"
     """Sim task (push, pick_place, stack)."""
-    reward: str = "learned"
+    reward: RewardKind = RewardKind.LEARNED
     """sparse (task success only), dense (ground-truth progress as Phi) or learned (reward model as Phi)."""
     shaping: str = "auto"
     """pbrs, naive, delta or none; auto = pbrs for dense/learned, none for sparse."""
@@ -37,7 +52,7 @@ class RLConfig:
     actor_warmup: int = 1000
     """With --bc-weight: critic-only updates first (the actor stays the BC policy while the critic
     learns its value from demos and online data)."""
-    algo: str = "sac"
+    algo: Algo = Algo.SAC
     """sac or ppo."""
     steps: int = 20000
     """Environment steps (summed over the parallel envs)."""
@@ -93,8 +108,8 @@ class RLConfig:
     checkpoint_every: int = 5000
     resume: bool = True
     """Continue from <out>/checkpoint when it exists."""
-    wandb: bool = True
-    """Log to wandb in offline mode (under <out>/wandb)."""
+    wandb: WandbMode = WandbMode.OFFLINE
+    """offline (under <out>/wandb; the default), online or disabled (true/false: offline/disabled)."""
     progress_bar: bool = True
     vectorized: str = "auto"
     """ManiSkill tasks: step all --num-envs envs in one batched sim (no per-env Python loop).
@@ -102,8 +117,9 @@ class RLConfig:
     the CPU, where --num-envs must be 1."""
 
     def __post_init__(self) -> None:
-        if self.reward not in ("sparse", "dense", "learned"):
-            raise ValueError(f"--reward: {self.reward!r}; expected sparse, dense or learned")
+        self.reward = as_enum(RewardKind, self.reward, "--reward")
+        self.algo = as_enum(Algo, self.algo, "--algo")
+        self.wandb = as_enum(WandbMode, self.wandb, "--wandb")
         if self.shaping == "auto":
             self.shaping = "none" if self.reward == "sparse" else "pbrs"
         if self.shaping not in {s.value for s in Shaping}:
@@ -120,8 +136,6 @@ class RLConfig:
             raise ValueError(f"--n-critics: {self.n_critics}; expected >= 1")
         if self.n_step < 1:
             raise ValueError(f"--n-step: {self.n_step}; expected >= 1 (1: one-step TD)")
-        if self.algo not in ("sac", "ppo"):
-            raise ValueError(f"--algo: {self.algo!r}; expected sac or ppo")
         if self.steps < 1 or self.num_envs < 1:
             raise ValueError(f"--steps/--num-envs: {self.steps}/{self.num_envs}; expected >= 1")
         if (self.bc_weight > 0 or self.bc_warmstart_steps > 0) and self.demos is None:

@@ -17,7 +17,6 @@ rendered images of the cameras the reward model reads (and only those). Options:
 from __future__ import annotations
 
 import json
-import os
 import time
 import warnings
 from dataclasses import asdict
@@ -40,6 +39,7 @@ from robo_reward.rl.evaluate import evaluate_policy
 from robo_reward.rl.potentials import LearnedPotential
 from robo_reward.rl.sac import BCRegularizedSAC, LayerNormSACPolicy
 from robo_reward.rl.shaping import Shaper
+from robo_reward.utils import init_wandb
 
 
 def run_rl(cfg: RLConfig) -> dict[str, Any]:
@@ -62,7 +62,7 @@ def run_rl(cfg: RLConfig) -> dict[str, Any]:
                                      cfg.reward, cfg.reward_model, cfg.demo_success_only, cfg.progress_bar)
     state = RunState(out)
     model, resumed = load_or_build_model(cfg, venv, demo, state)
-    wb = init_wandb(cfg, out)
+    wb = init_wandb(cfg.wandb, out, f"{out.name}-rl", json.loads((out / "config.json").read_text()))
     evaluator = Evaluator(cfg, model, state, wb)
     t_start = time.perf_counter()
     remaining = cfg.steps - int(model.num_timesteps)
@@ -125,22 +125,6 @@ def build_sac(cfg: RLConfig, venv, demo: DemoTransitions | None) -> BCRegularize
     if demo is not None and cfg.bc_warmstart_steps > 0:
         bc_warmstart(model, demo, cfg.bc_warmstart_steps, progress_bar=cfg.progress_bar)
     return model
-
-
-def init_wandb(cfg: RLConfig, out: Path):
-    """An offline wandb run under ``<out>/wandb`` (None when off or unavailable)."""
-    if not cfg.wandb:
-        return None
-    try:
-        import wandb
-
-        os.environ.setdefault("WANDB_MODE", "offline")
-        os.environ.setdefault("WANDB_SILENT", "true")
-        return wandb.init(project="robo-reward", dir=str(out), name=out.name, id=f"{out.name}-rl",
-                          resume="allow", config=json.loads((out / "config.json").read_text()))
-    except Exception as e:  # noqa: BLE001  (logging must never break a run)
-        print(f"wandb disabled: {e}")
-        return None
 
 
 class Evaluator:
