@@ -74,12 +74,8 @@ class EpisodeRecorder:
             self._write_progress()
 
     def _write_progress(self) -> None:
-        import pandas as pd
+        from robo_reward.data.lerobot_io import atomic_write_bytes, read_frame_columns
 
-        from robo_reward.data.lerobot_io import atomic_write_bytes
-
-        files = sorted((self.root / "data").glob("chunk-*/file-*.parquet"))
-        df = pd.concat([pd.read_parquet(f, columns=["index", "episode_index", "frame_index", "reward.progress"])
-                        for f in files], ignore_index=True)
+        df = read_frame_columns(self.root, ["index", "episode_index", "frame_index", "reward.progress"])
         df["progress_sparse"] = [float(np.asarray(v).reshape(-1)[0]) for v in df.pop("reward.progress")]
         atomic_write_bytes(self.root / PROGRESS_FILE, df.sort_values("index").to_parquet(index=False))

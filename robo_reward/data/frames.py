@@ -8,6 +8,7 @@ is about 150 MB.
 
 from __future__ import annotations
 
+import enum
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +19,17 @@ import torch
 from tqdm import tqdm
 
 from robo_reward.data.labels import AnnotationError, Segments, episode_progress
-from robo_reward.data.lerobot_io import DatasetError
+from robo_reward.data.lerobot_io import DatasetError, open_metadata, read_frame_columns
 from robo_reward.data.video import read_video
+
+
+class Labels(enum.StrEnum):
+    """Which labels the frame cache attaches: the SARM stages when annotated (``auto``), the stages
+    or an error (``sparse``), or one stage with linear progress (``linear``)."""
+
+    AUTO = "auto"
+    SPARSE = "sparse"
+    LINEAR = "linear"
 
 
 @dataclass
@@ -62,7 +72,7 @@ def load_frame_cache(root: str | Path, cameras: list[str], size: int = 64, label
     ``observation.state`` of every frame (for a ``use_state`` model).
     """
     root = Path(root)
-    info, eps = read_meta(root, cameras)
+    meta, eps = read_meta(root, cameras)
     props_path = root / "meta" / "temporal_proportions_sparse.json"
     annotated = props_path.exists() and "sparse_subtask_names" in eps.columns
     if labels == "sparse" and not annotated:
@@ -76,39 +86,37 @@ def load_frame_cache(root: str | Path, cameras: list[str], size: int = 64, label
     else:
         stage_names, proportions = ["task"], [1.0]
     starts = np.concatenate([[0], np.cumsum(eps["length"].to_numpy())[:-1]]).astype(int)
-    frames = decode_episodes(root, info, eps, starts, cameras, size, progress)
+    frames = decode_episodes(root, meta, eps, starts, cameras, size, progress)
     episodes = [episode_labels(root, rec, int(start), use_stages, stage_names, proportions)
                 for rec, start in zip(eps.to_dict("records"), starts, strict=True)]
-    states = _load_state(root, info, eps) if state else None
-    return FrameCache(root, list(cameras), frames, episodes, stage_names, proportions, int(info["fps"]), use_stages,
+    states = _load_state(root, meta, eps) if state else None
+    return FrameCache(root, list(cameras), frames, episodes, stage_names, proportions, int(meta.fps), use_stages,
                       states)
 
 
-def read_meta(root: Path, cameras: list[str]) -> tuple[dict, pd.DataFrame]:
-    """``meta/info.json`` and the episodes table (sorted by index), checked for ``cameras``."""
-    info_path = root / "meta" / "info.json"
-    if not info_path.is_file():
+def read_meta(root: Path, cameras: list[str]):
+    """LeRobot's metadata of the dataset and its episodes table (sorted by index), checked for ``cameras``."""
+    if not (root / "meta" / "info.json").is_file():
         raise DatasetError(f"{root}: not a LeRobot dataset (no meta/info.json)")
-    info = json.loads(info_path.read_text())
-    available = [k.removeprefix("observation.images.") for k, v in info["features"].items()
-                 if v["dtype"] == "video" and k.startswith("observation.images.")]
+    if not sorted((root / "meta" / "episodes").glob("chunk-*/file-*.parquet")):
+        raise DatasetError(f"{root}/meta/episodes: no episodes; the dataset is empty")
+    meta = open_metadata(root)
+    available = [k.removeprefix("observation.images.") for k in meta.video_keys]
     missing = [c for c in cameras if c not in available]
     if missing:
-        raise DatasetError(f"{info_path}: camera(s) {missing} requested but the dataset has {available}")
-    files = sorted((root / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
-    if not files:
-        raise DatasetError(f"{root}/meta/episodes: no episodes; the dataset is empty")
-    eps = pd.concat([pd.read_parquet(f) for f in files]).sort_values("episode_index").reset_index(drop=True)
+        raise DatasetError(f"{root / 'meta' / 'info.json'}: camera(s) {missing} requested but the dataset has "
+                           f"{available}")
+    eps = meta.episodes.with_format(None).to_pandas().sort_values("episode_index").reset_index(drop=True)
     if len(eps) == 0:
         raise DatasetError(f"{root}: the dataset is empty (0 episodes)")
-    return info, eps
+    return meta, eps
 
 
-def decode_episodes(root: Path, info: dict, eps: pd.DataFrame, starts: np.ndarray, cameras: list[str], size: int,
+def decode_episodes(root: Path, meta, eps: pd.DataFrame, starts: np.ndarray, cameras: list[str], size: int,
                     progress: bool) -> np.ndarray:
     """(N, V, size, size, 3) uint8: every episode's frames of each camera, each video file decoded once."""
-    fps = int(info["fps"])
-    template = info.get("video_path", "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4")
+    fps = int(meta.fps)
+    template = meta.video_path
     frames = None
     decoded: dict[tuple[str, int, int], np.ndarray] = {}
     bar = tqdm(total=len(cameras) * len(eps), desc="decode videos", disable=not progress, unit="ep")
@@ -155,16 +163,15 @@ def episode_labels(root: Path, rec: dict, start: int, use_stages: bool, stage_na
                          bool(rec.get("success", True)), str(rec.get("quality", "unknown")))
 
 
-def _load_state(root: Path, info: dict, eps: pd.DataFrame) -> np.ndarray:
+def _load_state(root: Path, meta, eps: pd.DataFrame) -> np.ndarray:
     """observation.state of every frame, (N, S) float32, in the frame cache's row order."""
-    if "observation.state" not in info["features"]:
+    if "observation.state" not in meta.features:
         raise DatasetError(f"{root}/meta/info.json: feature observation.state missing; a use_state model needs "
                            "proprioception (or train with model.use_state=false)")
-    files = sorted((root / "data").glob("chunk-*/file-*.parquet"))
-    if not files:
+    if not sorted((root / "data").glob("chunk-*/file-*.parquet")):
         raise DatasetError(f"{root}/data: no parquet files; expected the frames' observation.state")
-    cols = ["episode_index", "frame_index", "observation.state"]
-    df = pd.concat([pd.read_parquet(f, columns=cols) for f in files]).sort_values(["episode_index", "frame_index"])
+    df = read_frame_columns(root, ["episode_index", "frame_index", "observation.state"])
+    df = df.sort_values(["episode_index", "frame_index"])
     lengths = df.groupby("episode_index").size()
     want = eps.set_index("episode_index")["length"]
     if not lengths.reindex(want.index).fillna(0).astype(int).equals(want.astype(int)):

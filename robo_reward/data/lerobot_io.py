@@ -72,6 +72,32 @@ def open_dataset(root: str | Path, video_backend: str | None = None, **kwargs: A
     return LeRobotDataset(repo_id_for(root), root=root, video_backend=video_backend, **kwargs)
 
 
+def open_metadata(root: str | Path):
+    """A dataset's metadata (info, episodes, tasks) with LeRobot's own reader (offline)."""
+    from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
+
+    root = Path(root)
+    if not _is_dataset(root):
+        raise DatasetError(f"{root}: not a LeRobot dataset (no meta/info.json); expected a directory "
+                           "written by `robo-reward collect` or `import-raw`")
+    try:
+        return LeRobotDatasetMetadata(repo_id_for(root), root=root)
+    except (OSError, ValueError, KeyError) as e:
+        raise DatasetError(f"{root}/meta: unreadable dataset metadata ({type(e).__name__}: {e})") from e
+
+
+def read_frame_columns(root: str | Path, columns: list[str]) -> pd.DataFrame:
+    """The per-frame ``columns`` of every episode (no video), in dataset order, read through
+    LeRobot's dataset (its ``hf_dataset``). Missing columns are an error that names them."""
+    ds = open_dataset(root)
+    have = ds.hf_dataset.column_names
+    missing = [c for c in columns if c not in have]
+    if missing:
+        raise DatasetError(f"{root}/data: column(s) {missing} missing; the dataset has {have}")
+    df = ds.hf_dataset.with_format(None).select_columns(columns).to_pandas()
+    return df.sort_values("index").reset_index(drop=True) if "index" in df.columns else df
+
+
 def load_episode_meta(root: str | Path) -> dict[int, EpisodeMeta]:
     path = Path(root) / SIDECAR
     out: dict[int, EpisodeMeta] = {}
@@ -247,9 +273,9 @@ def read_dataset_summary(root: str | Path) -> dict[str, Any]:
     root = Path(root)
     if not _is_dataset(root):
         raise DatasetError(f"{root}: not a LeRobot dataset (no meta/info.json)")
-    info = json.loads((root / "meta" / "info.json").read_text())
-    if info.get("total_episodes", 0) == 0:
+    if json.loads((root / "meta" / "info.json").read_text()).get("total_episodes", 0) == 0:
         raise DatasetError(f"{root}: the dataset is empty (0 episodes); expected at least one")
+    meta = open_metadata(root)
     metas = load_episode_meta(root)
     props_path = root / PROPORTIONS
     props = json.loads(props_path.read_text()) if props_path.exists() else None
@@ -258,11 +284,10 @@ def read_dataset_summary(root: str | Path) -> dict[str, Any]:
         quality[m.quality] = quality.get(m.quality, 0) + 1
     return {
         "root": str(root),
-        "episodes": info["total_episodes"],
-        "frames": info["total_frames"],
-        "fps": info["fps"],
-        "cameras": sorted(k.removeprefix("observation.images.") for k, v in info["features"].items()
-                          if v["dtype"] == "video"),
+        "episodes": meta.total_episodes,
+        "frames": meta.total_frames,
+        "fps": meta.fps,
+        "cameras": sorted(k.removeprefix("observation.images.") for k in meta.video_keys),
         "stages": list(props) if props else None,
         "temporal_proportions": props,
         "quality": quality,

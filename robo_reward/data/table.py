@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from robo_reward.data.lerobot_io import DatasetError
+from robo_reward.data.lerobot_io import DatasetError, open_metadata, read_frame_columns
 from robo_reward.envs import task_instructions
 
 
@@ -35,7 +35,7 @@ class FrameTable:
 
 def task_of_dataset(root: Path) -> str:
     """The sim task whose instruction the dataset records."""
-    tasks = pd.read_parquet(root / "meta" / "tasks.parquet")
+    tasks = open_metadata(root).tasks
     names = list(tasks.index) if "task" not in tasks.columns else list(tasks["task"])
     known = task_instructions()
     for name, instruction in known.items():
@@ -50,11 +50,13 @@ def load_frame_table(root: str | Path, task: str = "") -> FrameTable:
     files = sorted((root / "data").glob("chunk-*/file-*.parquet"))
     if not files:
         raise DatasetError(f"{root}/data: no parquet files; expected a LeRobot dataset with episodes")
-    df = pd.concat([pd.read_parquet(f) for f in files]).sort_values("index").reset_index(drop=True)
     need = ["observation.state", "observation.environment_state", "action.ee_delta"]
-    missing = [c for c in need if c not in df.columns]
+    have = open_metadata(root).features
+    missing = [c for c in need if c not in have]
     if missing:
         raise DatasetError(f"{root}: column(s) {missing} missing; BC needs a dataset written by `robo-reward collect`")
+    optional = [c for c in ("gt.progress", "observation.tcp") if c in have]
+    df = read_frame_columns(root, ["index", "episode_index", "frame_index", *need, *optional])
     if len(df) == 0:
         raise DatasetError(f"{root}: the dataset is empty (0 frames)")
     gt = np.stack(df["gt.progress"].to_numpy()).reshape(-1) if "gt.progress" in df.columns else None
