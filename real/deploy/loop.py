@@ -29,12 +29,14 @@ class Deployment:
 
     def __init__(self, cfg: DeployConfig, robot, policy, potential=None, stop: StopFlag | None = None,
                  on_step: Callable[[int, dict[str, Any]], None] | None = None):
-        from robo_reward.embodiments.so101.kinematics import ACTION_KEYS, EEDeltaController, TopDownIK
+        from robo_reward.embodiments import SO101
+        from robo_reward.embodiments.so101.kinematics import EEDeltaController, TopDownIK
 
         self.cfg, self.robot, self.policy, self.potential = cfg, robot, policy, potential
         self.stop = stop or StopFlag()
         self.on_step = on_step
-        self.keys = list(ACTION_KEYS)
+        self.embodiment = SO101  # the deploy loop drives SO-101 arms (so101_follower, mujoco_so101)
+        self.keys = list(self.embodiment.state_keys)
         ik = TopDownIK.from_assets()
         self.controller = EEDeltaController(ik)
         self.safety = SafetyFilter(SafetyConfig.load(cfg.safety), ik.model)
@@ -75,8 +77,6 @@ class Deployment:
     # ---- one observation ---------------------------------------------------------------------
     def observe(self) -> tuple[dict[str, Any], np.ndarray, np.ndarray, dict[str, np.ndarray]]:
         """Robot observation -> (policy observation, measured joints, TCP by FK, raw camera frames)."""
-        from robo_reward.embodiments.observation import policy_observation
-
         raw = self.robot.get_observation()
         joints = np.array([raw[k] for k in self.keys], dtype=np.float32)
         frames = {c: np.asarray(raw[c]) for c in self.robot_cameras}
@@ -84,7 +84,7 @@ class Deployment:
         pixels = {c: _resize(frames[c], self.image_size) for c in self.robot_cameras}
         env_state = np.asarray(raw["environment_state"], np.float32) if self.has_env_state else None
         self._env_state = env_state
-        return policy_observation(joints, tcp, env_state, pixels), joints, tcp, frames
+        return self.embodiment.policy_observation(joints, tcp, env_state, pixels), joints, tcp, frames
 
     def hold(self) -> None:
         """Command the measured position (stop moving); errors are logged, never raised."""

@@ -11,6 +11,10 @@ from robo_reward.embodiments.observation import policy_observation, policy_state
 from robo_reward.registry import Registry
 
 
+class KinematicsUnavailable(RuntimeError):
+    """The embodiment ships no kinematics model, so the TCP must come from the robot or the dataset."""
+
+
 class Embodiment(abc.ABC):
     """A robot as the learning code sees it.
 
@@ -43,7 +47,8 @@ class Embodiment(abc.ABC):
 
     def forward_tcp(self, agent_pos: np.ndarray) -> np.ndarray:
         """TCP positions (N, 3) in the robot's base frame for measured joints (N, J)."""
-        raise NotImplementedError(f"embodiment {self.name!r} ships no kinematics model; record the TCP instead")
+        raise KinematicsUnavailable(f"embodiment {self.name!r} ships no kinematics model; record the TCP "
+                                    "(observation.tcp) instead")
 
     def proprio(self, agent_pos: np.ndarray, tcp: np.ndarray) -> np.ndarray:
         """What the robot measures, scaled to order one: its joints and the TCP (dm)."""
