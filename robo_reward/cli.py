@@ -112,6 +112,12 @@ class AnnotateProgressConfig:
     """Override the output parquet path."""
 
 
+@dataclass
+class RepairConfig:
+    dataset: Path = Path("datasets/so101_pick_place")
+    """Dataset to check (also positional: robo-reward repair DIR)."""
+
+
 def _underscore_flag(arg: str) -> str:
     if not arg.startswith("--"):
         return arg
@@ -236,6 +242,24 @@ def cmd_deploy(cfg) -> int:
     return 0
 
 
+def cmd_repair(cfg: RepairConfig) -> int:
+    """Check a dataset; restore an interrupted recording to its complete episodes."""
+    from robo_reward.data.lerobot_io import DatasetError, WriterLock, repair_dataset
+
+    if not (Path(cfg.dataset) / "meta" / "info.json").is_file():
+        raise DatasetError(f"{cfg.dataset}: not a LeRobot dataset (no meta/info.json)")
+    lock = WriterLock(Path(cfg.dataset))  # refuses while a recording is still going on
+    try:
+        report = repair_dataset(cfg.dataset, log=False)
+    finally:
+        lock.release()
+    if report.episodes < 0:
+        print(f"{cfg.dataset}: written without commit records (before crash-safe recording); nothing to check")
+    else:
+        print(report.describe())
+    return 0
+
+
 def cmd_quickstart(cfg: QuickstartConfig) -> int:
     """The main job on built-in defaults: collect a small demo set, then summarise and plot it."""
     rc = cmd_collect(CollectConfig(task=cfg.task, episodes=cfg.episodes, out=cfg.out))
@@ -259,6 +283,7 @@ COMMANDS = {
     "deploy": ("real.deploy:DeployConfig", cmd_deploy,
                "run a policy on a robot (so101_follower, or mujoco_so101 with no hardware), record rollouts"),
     "quickstart": (QuickstartConfig, cmd_quickstart, "collect a small demo set, summarise and plot it"),
+    "repair": (RepairConfig, cmd_repair, "check a dataset; restore an interrupted recording to its complete episodes"),
 }
 
 
@@ -278,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"robo-reward: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
     # `dataset-info DIR` takes the directory positionally too
-    if name == "dataset-info" and rest and not rest[0].startswith("-"):
+    if name in ("dataset-info", "repair") and rest and not rest[0].startswith("-"):
         rest = [f"--dataset={rest[0]}", *rest[1:]]
     cfg_cls, fn, _ = COMMANDS[name]
     if isinstance(cfg_cls, str):  # configs that pull in torch are imported only when used

@@ -16,8 +16,11 @@ idempotent.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import signal
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -28,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from robo_reward.data.labels import Segments, temporal_proportions
+from robo_reward.data.recovery import RepairRefused, RepairReport, read_commit, repair, write_commit
 
 SIDECAR = "meta/robo_reward_episodes.jsonl"
 PROPORTIONS = "meta/temporal_proportions_sparse.json"
@@ -53,6 +57,20 @@ class EpisodeMeta:
         return Segments(tuple(self.subtask_names), tuple(self.subtask_start_frames), tuple(self.subtask_end_frames))
 
 
+@contextmanager
+def _progress_bars_kept() -> Iterator[None]:
+    """LeRobot's loaders switch ``datasets``' progress bars back on when they finish
+    (``SuppressProgressBars``); keep them the way the caller had them."""
+    from datasets.utils.logging import disable_progress_bar, is_progress_bar_enabled
+
+    was = is_progress_bar_enabled()
+    try:
+        yield
+    finally:
+        if not was:
+            disable_progress_bar()
+
+
 def repo_id_for(root: Path) -> str:
     return f"local/{Path(root).name}"
 
@@ -69,7 +87,9 @@ def open_dataset(root: str | Path, video_backend: str | None = None, **kwargs: A
     if not _is_dataset(root):
         raise DatasetError(f"{root}: not a LeRobot dataset (no meta/info.json); expected a directory "
                            "written by `robo-reward collect` or `import-raw`")
-    return LeRobotDataset(repo_id_for(root), root=root, video_backend=video_backend, **kwargs)
+    ensure_complete(root)
+    with _progress_bars_kept():
+        return LeRobotDataset(repo_id_for(root), root=root, video_backend=video_backend, **kwargs)
 
 
 def open_metadata(root: str | Path):
@@ -80,8 +100,10 @@ def open_metadata(root: str | Path):
     if not _is_dataset(root):
         raise DatasetError(f"{root}: not a LeRobot dataset (no meta/info.json); expected a directory "
                            "written by `robo-reward collect` or `import-raw`")
+    ensure_complete(root)
     try:
-        return LeRobotDatasetMetadata(repo_id_for(root), root=root)
+        with _progress_bars_kept():
+            return LeRobotDatasetMetadata(repo_id_for(root), root=root)
     except (OSError, ValueError, KeyError) as e:
         raise DatasetError(f"{root}/meta: unreadable dataset metadata ({type(e).__name__}: {e})") from e
 
@@ -195,77 +217,191 @@ def features_for(cameras: list[str], height: int, width: int, state_names: list[
 
 
 class DatasetWriter:
-    """Create or resume a dataset at ``root`` and append whole episodes.
+    """Create or resume a dataset at ``root`` and append whole episodes, crash-safely.
 
-    Re-opening an existing dataset appends to it (LeRobot's ``resume``), after checking that
-    its fps, cameras and features match.
+    Re-opening an existing dataset appends to it (LeRobot's ``resume``), after repairing an
+    interrupted recording and checking that its fps, cameras and features match. After every
+    episode LeRobot's writers are closed and the episode is committed (see
+    :mod:`robo_reward.data.recovery`): whatever kills the process afterwards, every episode
+    whose ``add_episode`` returned stays readable, and a re-run continues after it.
     """
 
     def __init__(self, root: str | Path, fps: int, features: dict[str, dict], stage_names: list[str],
                  robot_type: str = "so101_follower"):
-        from lerobot.datasets.lerobot_dataset import LeRobotDataset
-
         self.root = Path(root)
         self.stage_names = list(stage_names)
+        self.fps, self.features, self.robot_type = fps, features, robot_type
+        self.ds = None
+        self.repair_report = None
+        self.lock = WriterLock(self.root)
         if _is_dataset(self.root):
-            info = json.loads((self.root / "meta" / "info.json").read_text())
-            if info["fps"] != fps:
-                raise DatasetError(f"{self.root}/meta/info.json: fps is {info['fps']}, this run records at "
-                                   f"{fps}; use another --out or the same fps")
-            have = {k for k in info["features"] if k not in ("timestamp", "frame_index", "episode_index",
-                                                                "index", "task_index")}
-            if have != set(features):
-                raise DatasetError(f"{self.root}/meta/info.json: features {sorted(have)} differ from this run's "
-                                   f"{sorted(features)}; use another --out")
-            stages = json.loads((self.root / STAGES_FILE).read_text())["stages"]
-            if stages != self.stage_names:
-                raise DatasetError(f"{self.root / STAGES_FILE}: stages {stages}, expected {self.stage_names}")
-            self._drop_orphan_records(info["total_episodes"])
-            self.ds = LeRobotDataset.resume(repo_id_for(self.root), root=self.root)
+            self.repair_report = repair_dataset(self.root)
+            if self._count_episodes() == 0:  # interrupted before its first episode: start again
+                self._wipe()
+        if _is_dataset(self.root):
+            self._check_compatible(fps, features)
+            self.records = [asdict(m) for _, m in sorted(load_episode_meta(self.root).items())]
+            self.records = self.records[: self._count_episodes()]
+            if read_commit(self.root) is None:  # written before commits existed: commit it as it is
+                atomic_write_bytes(self.root / SIDECAR, "".join(json.dumps(r) + "\n" for r in self.records).encode())
+                write_commit(self.root, self.records, atomic_write_bytes)
         else:
-            if self.root.exists() and any(self.root.iterdir()):
-                raise DatasetError(f"{self.root}: exists and is not a LeRobot dataset; expected an empty or "
-                                   "new directory")
-            if self.root.exists():
-                self.root.rmdir()
-            self.root.parent.mkdir(parents=True, exist_ok=True)
-            self.ds = LeRobotDataset.create(repo_id_for(self.root), fps=fps, features=features, root=self.root,
-                                            robot_type=robot_type, use_videos=True, metadata_buffer_size=1)
-            atomic_write_bytes(self.root / STAGES_FILE, json.dumps({"stages": self.stage_names}).encode())
+            self._create()
         self._finalized = False
 
-    def _drop_orphan_records(self, total_episodes: int) -> None:
-        """Keep only sidecar records of episodes LeRobot actually holds."""
-        metas = load_episode_meta(self.root)
-        keep = [m for i, m in sorted(metas.items()) if i < total_episodes]
-        atomic_write_bytes(self.root / SIDECAR, "".join(json.dumps(asdict(m)) + "\n" for m in keep).encode())
+    def _create(self) -> None:
+        from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+        if self.root.exists() and any(self.root.iterdir()):
+            raise DatasetError(f"{self.root}: exists and is not a LeRobot dataset; expected an empty or "
+                               "new directory")
+        if self.root.exists():
+            self.root.rmdir()
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        self.ds = LeRobotDataset.create(repo_id_for(self.root), fps=self.fps, features=self.features,
+                                        root=self.root, robot_type=self.robot_type, use_videos=True,
+                                        metadata_buffer_size=1)
+        atomic_write_bytes(self.root / STAGES_FILE, json.dumps({"stages": self.stage_names}).encode())
+        self.records: list[dict[str, Any]] = []
+        write_commit(self.root, self.records, atomic_write_bytes)
+
+    def _wipe(self) -> None:
+        """Remove a dataset that holds no complete episode (only LeRobot's and our own files)."""
+        for d in ("meta", "data", "videos", "images"):
+            if (self.root / d).exists():
+                shutil.rmtree(self.root / d)
+
+    def _count_episodes(self) -> int:
+        try:
+            return int(json.loads((self.root / "meta" / "info.json").read_text()).get("total_episodes", 0))
+        except (OSError, json.JSONDecodeError) as e:
+            raise DatasetError(f"{self.root}/meta/info.json: unreadable ({e}); run `robo-reward repair "
+                               f"{self.root}`") from e
+
+    def _check_compatible(self, fps: int, features: dict[str, dict]) -> None:
+        info = json.loads((self.root / "meta" / "info.json").read_text())
+        if info["fps"] != fps:
+            raise DatasetError(f"{self.root}/meta/info.json: fps is {info['fps']}, this run records at "
+                               f"{fps}; use another --out or the same fps")
+        have = {k for k in info["features"] if k not in ("timestamp", "frame_index", "episode_index",
+                                                            "index", "task_index")}
+        if have != set(features):
+            raise DatasetError(f"{self.root}/meta/info.json: features {sorted(have)} differ from this run's "
+                               f"{sorted(features)}; use another --out")
+        stages = json.loads((self.root / STAGES_FILE).read_text())["stages"]
+        if stages != self.stage_names:
+            raise DatasetError(f"{self.root / STAGES_FILE}: stages {stages}, expected {self.stage_names}")
+
+    def _open(self):
+        """LeRobot's writer, resumed into new files after the last committed episode."""
+        from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+        if self.ds is None:
+            with _progress_bars_kept():
+                self.ds = LeRobotDataset.resume(repo_id_for(self.root), root=self.root)
+        return self.ds
 
     @property
     def num_episodes(self) -> int:
-        return int(self.ds.meta.total_episodes)
+        return len(self.records)
 
     def add_episode(self, frames: list[dict[str, Any]], meta: EpisodeMeta) -> None:
+        """Save one episode and commit it; when this returns, the episode survives any crash."""
         if not frames:
             raise DatasetError("episode: no frames; expected at least one")
         meta.episode_index = self.num_episodes
         meta.length = len(frames)
         meta.segments().validate(len(frames), where=f"episode {meta.episode_index} annotations")
+        t0 = time.perf_counter()
+        ds = self._open()
+        t1 = time.perf_counter()
         for fr in frames:
-            self.ds.add_frame(fr)
-        self.ds.save_episode()
+            ds.add_frame(fr)
+        ds.save_episode()
+        t2 = time.perf_counter()
+        ds.finalize()  # closes the parquet writers: the episode's files are complete on disk
+        self.ds = None  # the next episode resumes into new files; closed ones are never reopened
+        self.records.append(asdict(meta))
+        write_commit(self.root, self.records, atomic_write_bytes)  # the commit point
         with open(self.root / SIDECAR, "a") as f:
             f.write(json.dumps(asdict(meta)) + "\n")
             f.flush()
             os.fsync(f.fileno())
+        self.last_timing = {"save_s": t2 - t1, "safety_s": (t1 - t0) + (time.perf_counter() - t2)}
 
     def finalize(self) -> dict[str, float] | None:
         if self._finalized:
             return None
         self._finalized = True
-        self.ds.finalize()
-        if self.num_episodes == 0:
-            return None
-        return materialize_annotations(self.root, self.stage_names)
+        if self.ds is not None:
+            self.ds.finalize()
+            self.ds = None
+        try:
+            if self.num_episodes == 0:
+                return None
+            props = materialize_annotations(self.root, self.stage_names)
+            write_commit(self.root, self.records, atomic_write_bytes, finalized=True)
+            return props
+        finally:
+            self.lock.release()
+
+
+class WriterLock:
+    """An exclusive lock beside a dataset (``.<name>.lock``) while one process writes it, so a
+    reader never repairs a recording that is still going on. The OS drops it when the writer dies."""
+
+    def __init__(self, root: Path, wait: bool = False):
+        import fcntl
+
+        root.parent.mkdir(parents=True, exist_ok=True)
+        self.path = root.parent / f".{root.name}.lock"
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(self.fd)
+            self.fd = None
+            raise DatasetError(f"{root}: another process is writing this dataset (lock {self.path}); wait for "
+                               "it to finish or stop it") from None
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __del__(self) -> None:
+        self.release()
+
+
+def ensure_complete(root: str | Path) -> RepairReport | None:
+    """Repair an interrupted recording before reading it, unless a live writer holds it."""
+    root = Path(root)
+    if read_commit(root) is None:
+        return None
+    try:
+        lock = WriterLock(root)
+    except DatasetError:
+        return None  # being written right now: leave it alone
+    try:
+        return repair_dataset(root)
+    finally:
+        lock.release()
+
+
+def repair_dataset(root: str | Path, log: bool = True) -> RepairReport:
+    """Restore an interrupted recording to its last complete episode (see
+    :mod:`robo_reward.data.recovery`), saying what was found; a no-op on a complete dataset."""
+    try:
+        report = repair(root, atomic_write_bytes, SIDECAR)
+    except RepairRefused as e:
+        raise DatasetError(str(e)) from e
+    if report.interrupted and log:
+        logging.getLogger(__name__).warning("%s", report.describe())
+        if report.episodes > 0:  # the run never finished: write its annotations now
+            materialize_annotations(root)
+            commit = read_commit(Path(root))
+            write_commit(Path(root), commit["records"], atomic_write_bytes, finalized=True)
+    return report
 
 
 def read_dataset_summary(root: str | Path) -> dict[str, Any]:
