@@ -17,7 +17,21 @@ def as_enum[E: enum.Enum](cls: type[E], value: Any, flag: str) -> E:
         raise ValueError(f"{flag}: {value!r}; expected one of {[m.value for m in cls]}") from None
 
 
-class WandbMode(enum.StrEnum):
+class Choice(enum.StrEnum):
+    """A config mode: a str Enum whose bad value on the command line gets one message naming the
+    flag, the value and the choices (subclasses register a draccus decoder on creation)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        import draccus
+
+        def decode(raw: Any, path: tuple[str, ...] | None = None) -> Choice:
+            return as_enum(cls, raw, "--" + ".".join(path) if path else cls.__name__)
+
+        draccus.decode.register(cls, decode)
+
+
+class WandbMode(Choice):
     """How a run logs to wandb: ``offline`` (the default; sync later), ``online`` or ``disabled``.
     ``true`` / ``false`` are read as offline / disabled."""
 

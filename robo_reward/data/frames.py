@@ -8,7 +8,6 @@ is about 150 MB.
 
 from __future__ import annotations
 
-import enum
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,9 +20,10 @@ from tqdm import tqdm
 from robo_reward.data.labels import AnnotationError, Segments, episode_progress
 from robo_reward.data.lerobot_io import DatasetError, open_metadata, read_frame_columns
 from robo_reward.data.video import read_video
+from robo_reward.utils import Choice
 
 
-class Labels(enum.StrEnum):
+class Labels(Choice):
     """Which labels the frame cache attaches: the SARM stages when annotated (``auto``), the stages
     or an error (``sparse``), or one stage with linear progress (``linear``)."""
 

@@ -19,7 +19,6 @@ first ``n_action_steps`` of each chunk.
 
 from __future__ import annotations
 
-import enum
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,10 +35,10 @@ from robo_reward.policies.chunk import ChunkPolicy, save_bc_policy
 from robo_reward.policies.features import state_features
 from robo_reward.policies.rabc import delta_stats, normalize_batch, progress_deltas, rabc_weights
 from robo_reward.reward.inference import dataset_progress
-from robo_reward.utils import NameList, WandbMode, as_enum, init_wandb
+from robo_reward.utils import Choice, NameList, WandbMode, as_enum, init_wandb
 
 
-class PolicyObs(enum.StrEnum):
+class PolicyObs(Choice):
     """What a BC policy reads: the low-dimensional state (sim), or cameras plus proprioception."""
 
     STATE = "state"

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from pathlib import Path
 
 from robo_reward.rl.shaping import Shaping
-from robo_reward.utils import WandbMode, as_enum
+from robo_reward.utils import Choice, WandbMode, as_enum
 
 
-class RewardKind(enum.StrEnum):
+class RewardKind(Choice):
     """The task reward: success only, plus shaping by the ground-truth progress or by a reward model."""
 
     SPARSE = "sparse"
@@ -18,7 +17,7 @@ class RewardKind(enum.StrEnum):
     LEARNED = "learned"
 
 
-class Algo(enum.StrEnum):
+class Algo(Choice):
     SAC = "sac"
     PPO = "ppo"
 
