@@ -288,7 +288,8 @@ COMMANDS = {
 
 
 def usage() -> str:
-    lines = ["usage: robo-reward <command> [--field=value ...]   (robo-reward <command> --help)", "", "commands:"]
+    lines = ["usage: robo-reward [--debug] <command> [--field=value ...]   (robo-reward <command> --help)", "",
+             "commands:"]
     lines += [f"  {name:<14} {help_}" for name, (_, _, help_) in COMMANDS.items()]
     return "\n".join(lines)
 
@@ -296,6 +297,11 @@ def usage() -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0
+    debug = "--debug" in argv  # tracebacks for every error, not only for bugs
+    argv = [a for a in argv if a != "--debug"]
+    if not argv:
         print(usage())
         return 0
     name, rest = argv[0], argv[1:]
@@ -332,7 +338,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise cause from None
             raise
         return fn(cfg)
-    except ValueError as e:  # bad input: one clear line, no traceback
+    except (ValueError, FileNotFoundError, NotADirectoryError) as e:  # bad input: one line, no traceback
+        if debug:
+            raise
         print(f"robo-reward {name}: error: {e}", file=sys.stderr)
         return 2
     except ImportError as e:  # an optional backend that is not installed (the message says how)

@@ -66,6 +66,9 @@ class RLConfig:
     """Override the gamma of the shaping term (default: the algorithm's gamma)."""
     shaping_scale: float = 1.0
     """lambda: weight of the shaping term."""
+    max_nan_share: float = 0.05
+    """Stop with an error when the potential is NaN on more than this share of steps (after the
+    first 200): a reward model that gives no signal makes the run meaningless."""
     disagreement_penalty: float = 0.0
     """Subtract this times the ensemble's std of Phi (needs several --reward-model runs)."""
     value_horizon: float = 0.0
@@ -141,6 +144,8 @@ class RLConfig:
             raise ValueError("--bc-weight/--bc-warmstart-steps need --demos=DIR")
         if not (0.0 <= self.demo_ratio < 1.0):
             raise ValueError(f"--demo-ratio: {self.demo_ratio}; expected in [0, 1)")
+        if not (0.0 <= self.max_nan_share <= 1.0):
+            raise ValueError(f"--max-nan-share: {self.max_nan_share}; expected in [0, 1]")
         if not (0.0 < self.gamma <= 1.0):
             raise ValueError(f"--gamma: {self.gamma}; expected in (0, 1]")
         if not (self.value_horizon >= 0):

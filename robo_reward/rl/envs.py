@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import torch
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from robo_reward.envs import VEC_ENVS, make_env
+from robo_reward.envs import TASKS, VEC_ENVS, make_env
 from robo_reward.rl.config import RLConfig
 from robo_reward.rl.observation import RLObservation
 from robo_reward.rl.potentials import GroundTruthPotential, LearnedPotential, Potential, ZeroPotential
@@ -21,7 +22,12 @@ def make_potential(cfg: RLConfig, num_envs: int) -> Potential | None:
         return GroundTruthPotential()
     if cfg.reward == "learned":
         runs = [r.strip() for r in cfg.reward_model.split(",") if r.strip()]
+        for r in runs:
+            if not (Path(r) / "config.json").is_file() or not (Path(r) / "model.safetensors").is_file():
+                raise FileNotFoundError(f"--reward-model: {r} is not a train-reward run (expected config.json and "
+                                        "model.safetensors in it)")
         potential = LearnedPotential.from_runs(runs, num_envs=num_envs)
+        check_stages(cfg.task, potential.stage_names, cfg.reward_model)
         if potential.needs_state:
             warnings.warn(f"--reward-model={cfg.reward_model} reads proprioception (use_state: true). The policy sets "
                           "the joints directly and can raise such a Phi without doing the task: on push, Phi with "
@@ -30,6 +36,16 @@ def make_potential(cfg: RLConfig, num_envs: int) -> Potential | None:
                           UserWarning, stacklevel=2)
         return potential
     return None
+
+
+def check_stages(task: str, stage_names: tuple[str, ...], run: str) -> None:
+    """A reward model trained on another task's demos reads progress through the wrong stages:
+    refuse it (a one-stage model, trained with linear labels, fits any task)."""
+    entry = TASKS.get(task)
+    stages = tuple(getattr(entry, "stages", ()) or ())
+    if stages and tuple(stage_names) != stages and tuple(stage_names) != ("task",):
+        raise ValueError(f"--reward-model={run}: its stages {list(stage_names)} are not task {task!r}'s "
+                         f"{list(stages)}; train it on {task} demos")
 
 
 def make_vec_env(task: str, num_envs: int, potential: Potential | None, shaper: Shaper, seed: int,

@@ -67,7 +67,7 @@ def run_rl(cfg: RLConfig) -> dict[str, Any]:
     t_start = time.perf_counter()
     remaining = cfg.steps - int(model.num_timesteps)
     if remaining > 0:
-        model.learn(total_timesteps=remaining, callback=TrainLoop(cfg, state, evaluator),
+        model.learn(total_timesteps=remaining, callback=TrainLoop(cfg, state, evaluator, shaper),
                     reset_num_timesteps=not resumed, progress_bar=False)
     wall = time.perf_counter() - t_start
     if not state.evals or state.evals[-1]["env_steps"] != model.num_timesteps:
@@ -150,9 +150,9 @@ class Evaluator:
 class TrainLoop(BaseCallback):
     """Counts online episodes and successes, and evaluates and checkpoints on schedule."""
 
-    def __init__(self, cfg: RLConfig, state: RunState, evaluate: Evaluator):
+    def __init__(self, cfg: RLConfig, state: RunState, evaluate: Evaluator, shaper: Shaper | None = None):
         super().__init__()
-        self.cfg, self.state, self.evaluate = cfg, state, evaluate
+        self.cfg, self.state, self.evaluate, self.shaper = cfg, state, evaluate, shaper
         n = int(evaluate.model.num_timesteps)
         self.bar = tqdm(total=cfg.steps, initial=n, desc=f"rl {cfg.task} {cfg.reward}", disable=not cfg.progress_bar)
         self.next_eval = (n // cfg.eval_every + 1) * cfg.eval_every
@@ -161,6 +161,7 @@ class TrainLoop(BaseCallback):
     def _on_step(self) -> bool:
         n = self.model.num_timesteps
         self.bar.update(n - self.bar.n)
+        self.check_potential()
         for d, info in zip(self.locals["dones"], self.locals["infos"], strict=True):
             if d:
                 self.state.episodes += 1
@@ -176,6 +177,14 @@ class TrainLoop(BaseCallback):
 
     def _on_training_end(self) -> None:
         self.bar.close()
+
+    def check_potential(self) -> None:
+        st = self.shaper.stats if self.shaper is not None else None
+        if st is not None and st.steps >= 200 and st.nan_steps > self.cfg.max_nan_share * st.steps:
+            self.bar.close()
+            raise ValueError(f"--reward-model={self.cfg.reward_model}: the potential was NaN on {st.nan_steps} of "
+                             f"{st.steps} steps (more than --max-nan-share={self.cfg.max_nan_share}); the model "
+                             "gives no reward signal here (NaN weights, or frames it cannot read)")
 
 
 def summarize(model: BaseAlgorithm, venv, shaper: Shaper, state: RunState, demo: DemoTransitions | None,

@@ -203,3 +203,34 @@ def test_rl_cli_runs_from_the_preset(tmp_path):
     cfg = json.loads((out / "config.json").read_text())
     assert (cfg["gamma"], cfg["n_step"], cfg["value_horizon"], cfg["ent_coef"]) == (0.9, 3, 20, "auto_0.01")
     assert cfg["max_episode_steps"] == 40  # a flag after --config overrides the preset
+
+
+def test_rl_refuses_a_reward_model_it_cannot_use(tmp_path, tiny_dataset, capsys):
+    from robo_reward.rl.envs import check_stages
+
+    with pytest.raises(ValueError, match=r"stages \['reach', 'grasp', 'lift', 'carry', 'place'\] are not task 'push'"):
+        check_stages("push", ("reach", "grasp", "lift", "carry", "place"), "outputs/reward/pp")
+    check_stages("push", ("reach", "push"), "ok")
+    check_stages("push", ("task",), "one-stage")  # linear labels fit any task
+    # a dataset (or any directory) where a run is expected: one line, exit 2
+    assert main(["rl", "--task=push", "--reward=learned", f"--reward-model={tiny_dataset}",
+                 f"--out={tmp_path / 'x'}", *FAST]) == 2
+    assert "is not a train-reward run" in capsys.readouterr().err
+
+
+def test_rl_stops_when_the_potential_is_nan_on_most_steps(tiny_run, tmp_path, capsys):
+    from robo_reward.reward.modeling import ProcessRewardModel
+
+    model = ProcessRewardModel.load(tiny_run)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("nan"))
+    model.save(tmp_path / "nan_model")
+    out = tmp_path / "run"
+    with pytest.warns(RuntimeWarning, match="non-finite potential"):
+        rc = main(["rl", "--task=push", "--reward=learned", f"--reward-model={tmp_path / 'nan_model'}", "--steps=400",
+                   f"--out={out}", *FAST])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "the potential was NaN on" in err and "--max-nan-share=0.05" in err
+    assert not (out / "policy.zip").exists()  # no policy is written from a run without a reward
