@@ -48,6 +48,8 @@ class CollectConfig:
     def __post_init__(self) -> None:
         if self.episodes < 1:
             raise ValueError(f"--episodes: {self.episodes}; expected >= 1")
+        if not self.cameras:
+            raise ValueError("--cameras: empty; expected at least one camera to record (front, side, wrist)")
         from sim.experts.base import QualityMix
 
         if self.quality not in {q.value for q in QualityMix}:

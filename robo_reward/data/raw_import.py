@@ -65,6 +65,10 @@ def read_raw_episode(ep_dir: Path, cameras: list[str] | None = None) -> RawEpiso
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise DatasetError(f"{kf_path}: malformed ({type(e).__name__}: {e}); expected a list of "
                            "{annotation, start_frame_id, end_frame_id}") from e
+    repeated = [n for i, n in enumerate(seg.names) if n in seg.names[:i]]
+    if repeated:
+        raise DatasetError(f"{kf_path}: subtask {repeated[0]!r} appears more than once in {list(seg.names)}; "
+                           "expected each subtask once, in order (a repeat makes the progress labels run backwards)")
     try:
         seg.validate(length, where=str(kf_path))
     except AnnotationError as e:

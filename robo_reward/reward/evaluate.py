@@ -79,6 +79,9 @@ def resolve_episodes(run: Path, cache: FrameCache) -> tuple[list[int], str]:
     if split_path.exists():
         split = json.loads(split_path.read_text())
         if Path(split["dataset"]) == Path(cache.root).resolve():
+            if not split["held_out"]:
+                raise DatasetError(f"{split_path}: the run held out no episodes of {cache.root} (it was trained on "
+                                   f"{len(split['train'])}); evaluate it on another dataset")
             return list(split["held_out"]), "held_out"
     return [e.index for e in cache.episodes], "all"
 
@@ -96,6 +99,10 @@ def evaluate(run: str | Path, dataset: str | Path, out_json: str | Path | None =
     except DatasetError as e:
         raise DatasetError(f"model/dataset mismatch: the model at {run} reads cameras {cfg.cameras}; {e}") from e
     view_mask = None
+    unknown = [c for c in cameras_present or () if c not in cfg.cameras]
+    if unknown:
+        raise ValueError(f"--cameras_present: {unknown} are not cameras of the model at {run}; expected some of "
+                         f"{list(cfg.cameras)}")
     if cameras_present is not None:  # simulate missing cameras
         view_mask = np.array([c in cameras_present for c in cfg.cameras])[None, None, :]
     eps_idx, which = resolve_episodes(run, cache)

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -195,6 +196,9 @@ def resolve_split(cfg: TrainRewardConfig, cache: FrameCache, out: Path, is_main:
                              "use another --out")
         return split["train"], split["held_out"]
     tr, ho = split_episodes(len(cache.episodes), cfg.held_out, cfg.seed)
+    if not ho:
+        warnings.warn(f"{cfg.dataset}: {len(cache.episodes)} episode(s), so none is held out; eval-reward on this "
+                      "dataset will refuse, so evaluate on another one", UserWarning, stacklevel=2)
     train_eps = [cache.episodes[i].index for i in tr]
     held_eps = [cache.episodes[i].index for i in ho]
     if is_main:

@@ -54,6 +54,10 @@ def test_import_raw_round_trip(tmp_path):
      r"annotated_keyframes.json: segment 0 'a' spans frames \[0, 25\]; expected .* <= 19"),
     ({"keyframes": [{"annotation": "a", "start_frame_id": 0, "end_frame_id": 10},
                     {"annotation": "b", "start_frame_id": 8, "end_frame_id": 19}]}, "overlapping segment 0 'a'"),
+    ({"keyframes": [{"annotation": "reach", "start_frame_id": 0, "end_frame_id": 5},
+                    {"annotation": "grasp", "start_frame_id": 6, "end_frame_id": 12},
+                    {"annotation": "reach", "start_frame_id": 13, "end_frame_id": 19}]},
+     r"subtask 'reach' appears more than once in \['reach', 'grasp', 'reach'\]"),
 ])
 def test_import_raw_refuses_bad_episodes(tmp_path, kwargs, match):
     src = make_raw(tmp_path / "raw", n_eps=1, **kwargs)
