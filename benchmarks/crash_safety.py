@@ -99,8 +99,11 @@ def contiguous(out: Path, want: int) -> bool:
     return idx == list(range(want)) and sorted(load_episode_meta(out)) == list(range(want))
 
 
+MAX_DELAY = {"collect": 4.0, "deploy": 7.0}  # about the time a run takes to write its episodes here
+
+
 def trial(kind: str, appending: bool, work: Path, rng: np.random.Generator, base: Path | None,
-          policy: Path | None = None, max_delay: float = 8.0) -> dict:
+          policy: Path | None = None, max_delay: float | None = None) -> dict:
     out = work / f"{kind}_{'append' if appending else 'fresh'}_{rng.integers(1 << 30)}"
     if appending:
         shutil.copytree(base, out)
@@ -109,9 +112,10 @@ def trial(kind: str, appending: bool, work: Path, rng: np.random.Generator, base
         cmd = collect_cmd(out, TARGET)
     else:
         cmd = deploy_cmd(out, TARGET - start, policy, work / "calib")
-    delay = kill_at_random(cmd, out, rng, max_delay)
+    delay = kill_at_random(cmd, out, rng, max_delay or MAX_DELAY[kind])
     n = committed(out)
-    rec = {"kind": kind, "appending": appending, "kill_after_s": round(delay, 2), "before": start, **check(out, n)}
+    rec = {"kind": kind, "appending": appending, "kill_after_s": round(delay, 2), "before": start,
+           "mid_run": n < TARGET, **check(out, n)}
     rerun = collect_cmd(out, TARGET) if kind == "collect" else deploy_cmd(out, TARGET - n, policy, work / "calib")
     r = subprocess.run(rerun, env=ENV, capture_output=True, text=True, timeout=900)
     rec["rerun_rc"] = r.returncode
@@ -173,6 +177,7 @@ def run(kills: int, seed: int, work: Path, kinds: tuple[str, ...] = ("collect", 
             print(json.dumps(trials[-1]), flush=True)
     survived = sum(t["survived"] for t in trials)
     return {"kills": len(trials), "survived": survived, "met": survived == len(trials),
+            "mid_run_kills": sum(t["mid_run"] for t in trials),
             "per_kind": {k: f"{sum(t['survived'] for t in trials if t['kind'] == k)}/"
                             f"{sum(t['kind'] == k for t in trials)}" for k in kinds},
             "safety_cost_s_per_episode": safety_cost(work), "trials": trials}

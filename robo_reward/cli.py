@@ -48,6 +48,8 @@ class CollectConfig:
     def __post_init__(self) -> None:
         if self.episodes < 1:
             raise ValueError(f"--episodes: {self.episodes}; expected >= 1")
+        if self.seed < 0:
+            raise ValueError(f"--seed: {self.seed}; expected >= 0 (episode seeds are derived from it)")
         if not self.cameras:
             raise ValueError("--cameras: empty; expected at least one camera to record (front, side, wrist)")
         from sim.experts.base import QualityMix
@@ -118,6 +120,23 @@ class AnnotateProgressConfig:
 class RepairConfig:
     dataset: Path = Path("datasets/so101_pick_place")
     """Dataset to check (also positional: robo-reward repair DIR)."""
+
+
+def flag_error(e: Exception) -> Exception:
+    """The error a user should see for a config that does not parse: a config's own ValueError, or
+    one that names the flag whose value could not be read as its type."""
+    cause, path = e, None
+    while isinstance(cause, draccus.utils.ParsingError) and cause.__cause__ is not None:
+        if isinstance(cause, draccus.utils.DecodingError) and cause.key_path:
+            path = path or cause.key_path
+        cause = cause.__cause__
+    if isinstance(cause, ValueError) and str(cause).startswith("--"):
+        return cause
+    if path is not None and isinstance(cause, (ValueError, TypeError)):
+        return ValueError(f"--{'.'.join(path)}: {cause}")
+    if isinstance(cause, ValueError):
+        return cause
+    return e
 
 
 def _underscore_flag(arg: str) -> str:
@@ -332,13 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         try:
             cfg = draccus.parse(config_class=cfg_cls, args=rest, prog=f"robo-reward {name}")
-        except draccus.utils.ParsingError as e:  # a config's own validation (__post_init__)
-            cause = e.__cause__
-            while isinstance(cause, draccus.utils.ParsingError) and cause.__cause__ is not None:
-                cause = cause.__cause__
-            if isinstance(cause, ValueError):
-                raise cause from None
-            raise
+        except draccus.utils.ParsingError as e:  # a config's own validation (__post_init__) or a bad value
+            raise flag_error(e) from None
         return fn(cfg)
     except (ValueError, FileNotFoundError, NotADirectoryError) as e:  # bad input: one line, no traceback
         if debug:

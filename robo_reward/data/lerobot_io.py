@@ -242,9 +242,9 @@ class DatasetWriter:
             self._check_compatible(fps, features)
             self.records = [asdict(m) for _, m in sorted(load_episode_meta(self.root).items())]
             self.records = self.records[: self._count_episodes()]
-            if read_commit(self.root) is None:  # written before commits existed: commit it as it is
+            if read_commit(self.root) is None:  # written before commits existed: take it as it is
                 atomic_write_bytes(self.root / SIDECAR, "".join(json.dumps(r) + "\n" for r in self.records).encode())
-                write_commit(self.root, self.records, atomic_write_bytes)
+            write_commit(self.root, self.records, atomic_write_bytes)  # opens the session: unfinished
         else:
             self._create()
         self._finalized = False
@@ -288,9 +288,16 @@ class DatasetWriter:
         if have != set(features):
             raise DatasetError(f"{self.root}/meta/info.json: features {sorted(have)} differ from this run's "
                                f"{sorted(features)}; use another --out")
+        for k, f in features.items():
+            old = tuple(info["features"][k]["shape"])
+            if f["dtype"] == "video" and old != tuple(f["shape"]):
+                raise DatasetError(f"{self.root}/meta/info.json: {k} is {old[0]}x{old[1]} (height x width), this run "
+                                   f"records {f['shape'][0]}x{f['shape'][1]}; pass --height={old[0]} --width={old[1]} "
+                                   "or use another --out")
         stages = json.loads((self.root / STAGES_FILE).read_text())["stages"]
         if stages != self.stage_names:
-            raise DatasetError(f"{self.root / STAGES_FILE}: stages {stages}, expected {self.stage_names}")
+            raise DatasetError(f"{self.root / STAGES_FILE}: stages {stages}, this run's task has {self.stage_names} "
+                               "(a dataset of another task?); use another --out")
 
     def _open(self):
         """LeRobot's writer, resumed into new files after the last committed episode."""
@@ -397,10 +404,10 @@ def repair_dataset(root: str | Path, log: bool = True) -> RepairReport:
         raise DatasetError(str(e)) from e
     if report.interrupted and log:
         logging.getLogger(__name__).warning("%s", report.describe())
-        if report.episodes > 0:  # the run never finished: write its annotations now
-            materialize_annotations(root)
-            commit = read_commit(Path(root))
-            write_commit(Path(root), commit["records"], atomic_write_bytes, finalized=True)
+    if report.interrupted and report.episodes > 0:  # the run never finished: write its annotations now
+        materialize_annotations(root)
+        commit = read_commit(Path(root))
+        write_commit(Path(root), commit["records"], atomic_write_bytes, finalized=True)
     return report
 
 

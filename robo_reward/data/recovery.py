@@ -13,7 +13,9 @@ record (``meta/robo_reward_commit.json``) of
 - whether the run has finished (its annotations written into the episodes table).
 
 A save that returned is in that record; anything else on disk belongs to the episode in flight.
-:func:`repair` puts a dataset back to its last commit: it restores the metadata files, deletes
+A writing session opens with an unfinished commit and closes with a finished one, so an
+interrupted session is known without looking at the files. :func:`repair` puts such a dataset
+back to its last commit: it restores the metadata files, deletes
 the files the commit does not list (and LeRobot's temporary frames), and rewrites the episode
 sidecar. A file the commit lists that is missing or unreadable is refused with its name: a
 repair never guesses.
@@ -96,21 +98,11 @@ def read_commit(root: Path) -> dict[str, Any] | None:
 
 
 def is_interrupted(root: Path, commit: dict[str, Any] | None = None) -> bool:
-    """Whether the dataset on disk differs from its last commit (an episode was in flight)."""
+    """Whether a recording session on the dataset did not finish: a writer opens a session by
+    writing an unfinished commit before it touches LeRobot's files, and closes it at finalize. A
+    finished dataset is never repaired, so edits made to it afterwards are the user's own."""
     commit = commit if commit is not None else read_commit(root)
-    if commit is None:
-        return False
-    if not commit.get("finalized", True):
-        return True
-    if any(p.is_file() for d in TEMP_DIRS if (root / d).is_dir() for p in (root / d).rglob("*")):
-        return True  # frames LeRobot had not encoded yet
-    if dataset_files(root) != commit["files"]:
-        return True
-    for rel, b64 in commit["meta"].items():
-        p = root / rel
-        if not p.is_file() or p.read_bytes() != base64.b64decode(b64):
-            return True
-    return False
+    return commit is not None and not commit.get("finalized", True)
 
 
 def _check_committed_file(root: Path, rel: str) -> None:

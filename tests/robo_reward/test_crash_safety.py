@@ -33,9 +33,14 @@ def two_episodes(tmp_path_factory):
     return out
 
 
-def copy(src: Path, tmp_path: Path) -> Path:
+def copy(src: Path, tmp_path: Path, session_open: bool = False) -> Path:
+    """A copy of ``src``; with ``session_open``, as a writer leaves it when it is killed mid-run."""
     dst = tmp_path / src.name
     shutil.copytree(src, dst)
+    if session_open:
+        commit = read_commit(dst)
+        commit["finalized"] = False
+        (dst / COMMIT).write_text(json.dumps(commit))
     return dst
 
 
@@ -49,7 +54,7 @@ def test_every_saved_episode_is_committed_and_a_finished_run_is_complete(two_epi
 
 
 def test_the_episode_in_flight_is_removed_and_the_metadata_restored(two_episodes, tmp_path):
-    ds_dir = copy(two_episodes, tmp_path)
+    ds_dir = copy(two_episodes, tmp_path, session_open=True)
     info_before = (ds_dir / "meta" / "info.json").read_bytes()
     # what a kill during the third save leaves: a data file with no footer, a video, frames not yet
     # encoded, a half-written info.json and a commit that is not finalized
@@ -60,6 +65,7 @@ def test_the_episode_in_flight_is_removed_and_the_metadata_restored(two_episodes
     (ds_dir / "meta" / "info.json").write_text('{"codebase_version": "v3.0", "fps": 2')
     assert is_interrupted(ds_dir)
     assert main(["repair", str(ds_dir)]) == 0
+    assert not is_interrupted(ds_dir)
     assert (ds_dir / "meta" / "info.json").read_bytes() == info_before
     assert not (ds_dir / "data" / "chunk-000" / "file-002.parquet").exists() and not (ds_dir / "images").exists()
     ds = LeRobotDataset(repo_id_for(ds_dir), root=ds_dir, video_backend="pyav")  # LeRobot's own reader
@@ -69,8 +75,16 @@ def test_the_episode_in_flight_is_removed_and_the_metadata_restored(two_episodes
     assert sorted(int(i) for i in open_dataset(ds_dir).meta.episodes["episode_index"]) == [0, 1, 2]
 
 
-def test_a_damaged_complete_episode_is_refused_by_name(two_episodes, tmp_path, capsys):
+def test_a_finished_dataset_is_never_repaired(two_episodes, tmp_path):
+    """Edits made to a finished dataset are the user's: opening it changes nothing."""
     ds_dir = copy(two_episodes, tmp_path)
+    (ds_dir / "data" / "chunk-000" / "extra.txt").write_text("mine")
+    open_dataset(ds_dir)
+    assert (ds_dir / "data" / "chunk-000" / "extra.txt").read_text() == "mine"
+
+
+def test_a_damaged_complete_episode_is_refused_by_name(two_episodes, tmp_path, capsys):
+    ds_dir = copy(two_episodes, tmp_path, session_open=True)
     bad = ds_dir / "data" / "chunk-000" / "file-000.parquet"
     bad.write_bytes(bad.read_bytes()[:100])
     (ds_dir / "data" / "chunk-000" / "file-009.parquet").write_bytes(b"in flight")

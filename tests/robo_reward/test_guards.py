@@ -59,3 +59,19 @@ def test_repair_of_a_directory_that_is_not_a_dataset(tmp_path, capsys):
     (tmp_path / "x").mkdir()
     assert main(["repair", str(tmp_path / "x")]) == 2
     assert "not a LeRobot dataset" in capsys.readouterr().err
+
+
+def test_resuming_with_another_size_or_task_names_the_field(tmp_path, capsys):
+    out = tmp_path / "d"
+    collect("push", 1, "clean", out, seed=0, cameras=("front",), progress=False)
+    before = sorted(p.name for p in (out / "data" / "chunk-000").iterdir())
+    assert main(["collect", "--task=push", "--episodes=2", f"--out={out}", "--cameras=front", "--width=96",
+                 "--height=96"]) == 2
+    assert "observation.images.front is 64x64 (height x width), this run records 96x96" in capsys.readouterr().err
+    assert main(["collect", "--task=pick_place", "--episodes=2", f"--out={out}", "--cameras=front"]) == 2
+    assert "(a dataset of another task?)" in capsys.readouterr().err
+    assert main(["collect", "--task=push", "--episodes=abc", f"--out={out}"]) == 2
+    assert "--episodes: invalid literal" in capsys.readouterr().err
+    assert main(["collect", "--task=push", "--seed=-1", f"--out={out}"]) == 2
+    assert "--seed: -1; expected >= 0" in capsys.readouterr().err
+    assert sorted(p.name for p in (out / "data" / "chunk-000").iterdir()) == before  # nothing saved changed
