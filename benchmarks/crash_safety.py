@@ -183,17 +183,49 @@ def run(kills: int, seed: int, work: Path, kinds: tuple[str, ...] = ("collect", 
             "safety_cost_s_per_episode": safety_cost(work), "trials": trials}
 
 
+def plot(result: dict, path: Path) -> None:
+    """Each kill: when it came (seconds after start) against the episodes it left committed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.2))
+    for kind, marker in (("collect", "o"), ("deploy", "s")):
+        ts = [t for t in result["trials"] if t["kind"] == kind]
+        for ok, color in ((True, "tab:green"), (False, "tab:red")):
+            sel = [t for t in ts if t["survived"] == ok]
+            if sel:
+                ax.scatter([t["kill_after_s"] for t in sel], [t["committed"] for t in sel], marker=marker, c=color,
+                           label=f"{kind}, {'survived' if ok else 'lost'} ({len(sel)})", alpha=0.8)
+    ax.set_xlabel("kill -9 after (s)")
+    ax.set_ylabel("episodes committed")
+    ax.set_title(f"crash safety: {result['survived']}/{result['kills']} survived")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--kills", type=int, default=20, help="kills per command (collect, deploy)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/crash_safety.json"))
+    ap.add_argument("--replot", type=Path, default=None, help="redraw the plot of a result JSON and exit")
     args = ap.parse_args()
+    if args.replot is not None:
+        plot(json.loads(args.replot.read_text()), args.replot.with_suffix(".png"))
+        return
+    import datasets
+
+    datasets.disable_progress_bars()
     with tempfile.TemporaryDirectory() as tmp:
         result = run(args.kills, args.seed, Path(tmp))
     result["command"] = " ".join(["benchmarks/crash_safety.py", f"--kills={args.kills}", f"--seed={args.seed}"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
+    plot(result, args.out.with_suffix(".png"))
     print(f"survived {result['survived']}/{result['kills']} ({result['per_kind']}); safety per episode "
           f"{result['safety_cost_s_per_episode']}")
 
