@@ -140,6 +140,10 @@ def repair(root: str | Path, atomic_write, sidecar: str) -> RepairReport:
     for d in TEMP_DIRS:
         if (root / d).is_dir():
             shutil.rmtree(root / d)
+    for d in sorted(root.glob("tmp*")):  # LeRobot encodes each episode's video in tempfile.mkdtemp(dir=root)
+        if d.is_dir():
+            shutil.rmtree(d)
+            report.removed.append(d.name + "/")
     for rel, b64 in commit["meta"].items():
         data = base64.b64decode(b64)
         p = root / rel

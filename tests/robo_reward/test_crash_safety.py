@@ -62,12 +62,15 @@ def test_the_episode_in_flight_is_removed_and_the_metadata_restored(two_episodes
     (ds_dir / "videos" / "observation.images.front" / "chunk-000" / "file-002.mp4").write_bytes(b"\0" * 64)
     (ds_dir / "images" / "observation.images.front" / "episode-000002").mkdir(parents=True)
     (ds_dir / "images" / "observation.images.front" / "episode-000002" / "frame-000000.png").write_bytes(b"x")
+    (ds_dir / "tmpab12cd").mkdir()  # where LeRobot encodes the episode's video
+    (ds_dir / "tmpab12cd" / "observation.images.front_002.mp4").write_bytes(b"\0" * 64)
     (ds_dir / "meta" / "info.json").write_text('{"codebase_version": "v3.0", "fps": 2')
     assert is_interrupted(ds_dir)
     assert main(["repair", str(ds_dir)]) == 0
     assert not is_interrupted(ds_dir)
     assert (ds_dir / "meta" / "info.json").read_bytes() == info_before
     assert not (ds_dir / "data" / "chunk-000" / "file-002.parquet").exists() and not (ds_dir / "images").exists()
+    assert not (ds_dir / "tmpab12cd").exists()
     ds = LeRobotDataset(repo_id_for(ds_dir), root=ds_dir, video_backend="pyav")  # LeRobot's own reader
     assert ds.meta.total_episodes == 2 and ds[len(ds) - 1]["observation.images.front"].shape == (3, 64, 64)
     r = collect("push", 3, "clean", ds_dir, seed=0, cameras=("front",), progress=False)
@@ -98,6 +101,9 @@ def test_a_run_killed_before_its_first_episode_starts_again(tmp_path):
     out = tmp_path / "early"
     DatasetWriter(out, 20, {"observation.state": {"dtype": "float32", "shape": (6,), "names": None}}, ["task"])
     assert (out / COMMIT).is_file()  # the writer is dropped with no episode saved, as after a kill
+    (out / "tmpxyz").mkdir()  # killed while LeRobot encoded the first episode's video
+    (out / "data" / "chunk-000").mkdir(parents=True)
+    (out / "data" / "chunk-000" / "file-000.parquet").write_bytes(b"PAR1")
     r = collect("push", 1, "clean", out, seed=0, cameras=("front",), progress=False)
     assert r.total == 1 and open_dataset(out).meta.total_episodes == 1
 
