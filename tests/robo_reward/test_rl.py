@@ -163,7 +163,9 @@ def test_learned_reward_reading_joints_warns(tmp_path, tiny_run, tiny_model):
 
     from robo_reward.rl.envs import make_potential
 
-    tiny_model(cameras=["front"], state_dim=6).save(tmp_path / "joints")
+    joints = tiny_model(cameras=["front"], state_dim=6)
+    joints.config.stage_names = ["reach", "push"]  # push's stages, or rl refuses it as another task's model
+    joints.save(tmp_path / "joints")
     with pytest.warns(UserWarning, match=r"reads proprioception.*--model.use_state=false"):
         pot = make_potential(RLConfig(reward="learned", reward_model=str(tmp_path / "joints")), 1)
     assert pot.needs_state
