@@ -353,28 +353,38 @@ class DatasetWriter:
             self.lock.release()
 
 
+_LOCKS_HELD: set[str] = set()  # datasets this process is writing (POSIX locks do not conflict within one)
+
+
 class WriterLock:
     """An exclusive lock beside a dataset (``.<name>.lock``) while one process writes it, so a
-    reader never repairs a recording that is still going on. The OS drops it when the writer dies."""
+    reader never repairs a recording that is still going on. A POSIX record lock: the OS drops it
+    when the writer dies, and the processes it forked (LeRobot's video encoders) do not inherit it."""
 
-    def __init__(self, root: Path, wait: bool = False):
+    def __init__(self, root: Path):
         import fcntl
 
         root.parent.mkdir(parents=True, exist_ok=True)
         self.path = root.parent / f".{root.name}.lock"
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        self.key = str(self.path.resolve())
+        self.fd = None
+        if self.key in _LOCKS_HELD:
+            raise DatasetError(f"{root}: this process is already writing this dataset (lock {self.path})")
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            os.close(self.fd)
-            self.fd = None
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
             raise DatasetError(f"{root}: another process is writing this dataset (lock {self.path}); wait for "
                                "it to finish or stop it") from None
+        self.fd = fd
+        _LOCKS_HELD.add(self.key)
 
     def release(self) -> None:
         if self.fd is not None:
-            os.close(self.fd)
+            os.close(self.fd)  # closing the file drops the POSIX lock
             self.fd = None
+            _LOCKS_HELD.discard(self.key)
 
     def __del__(self) -> None:
         self.release()
