@@ -63,11 +63,13 @@ class ImportRawConfig:
     src: Path = Path("raw")
     """Directory of episode_*/cam_<name>.mp4 + annotated_keyframes.json + task_instruction.json."""
     out: Path = Path("datasets/imported")
-    """Dataset directory to write."""
+    """Dataset directory to write (an existing one only with --append)."""
     cameras: NameList = field(default_factory=NameList)
     """Cameras to import (default: every cam_<name>.mp4 found)."""
     stages: NameList = field(default_factory=NameList)
-    """Stage order (default: order of first appearance in the annotations)."""
+    """Stage order (default: order of first appearance in the annotations, or the dataset's when appending)."""
+    append: bool = False
+    """Add the episodes to an existing dataset at --out (episodes imported before are refused)."""
 
 
 @dataclass
@@ -160,7 +162,7 @@ def cmd_collect(cfg: CollectConfig) -> int:
 def cmd_import_raw(cfg: ImportRawConfig) -> int:
     from robo_reward.data.raw_import import import_raw
 
-    n = import_raw(cfg.src, cfg.out, list(cfg.stages) or None, list(cfg.cameras) or None)
+    n = import_raw(cfg.src, cfg.out, list(cfg.stages) or None, list(cfg.cameras) or None, append=cfg.append)
     print(f"imported {n} episodes into {cfg.out}")
     return 0
 
@@ -265,7 +267,7 @@ def cmd_deploy(cfg) -> int:
 
 def cmd_repair(cfg: RepairConfig) -> int:
     """Check a dataset; restore an interrupted recording to its complete episodes."""
-    from robo_reward.data.lerobot_io import DatasetError, WriterLock, repair_dataset
+    from robo_reward.data.lerobot_io import DatasetError, WriterLock, read_info, repair_dataset
 
     if not (Path(cfg.dataset) / "meta" / "info.json").is_file():
         raise DatasetError(f"{cfg.dataset}: not a LeRobot dataset (no meta/info.json)")
@@ -274,6 +276,7 @@ def cmd_repair(cfg: RepairConfig) -> int:
         report = repair_dataset(cfg.dataset, log=False)
     finally:
         lock.release()
+    read_info(cfg.dataset)  # a damaged info.json that no commit could restore is named
     if report.episodes < 0:
         print(f"{cfg.dataset}: written without commit records (before crash-safe recording); nothing to check")
     else:
@@ -308,6 +311,24 @@ COMMANDS = {
 }
 
 
+def _bare_bool_flags(args: list[str], cfg_cls: type) -> list[str]:
+    """``--append`` alone means ``--append=true`` for a boolean field of the command's config."""
+    import dataclasses
+    import typing
+
+    try:
+        hints = typing.get_type_hints(cfg_cls)
+    except (NameError, TypeError):  # pragma: no cover - a config whose annotations do not resolve
+        return args
+    flags = {f"--{f.name}" for f in dataclasses.fields(cfg_cls) if hints.get(f.name) is bool}
+    out = []
+    for i, a in enumerate(args):
+        nxt = args[i + 1] if i + 1 < len(args) else None
+        takes_value = nxt is not None and not nxt.startswith("--")
+        out.append(f"{a}=true" if a in flags and not takes_value else a)
+    return out
+
+
 def usage() -> str:
     lines = ["usage: robo-reward [--debug] <command> [--field=value ...]   (robo-reward <command> --help)", "",
              "commands:"]
@@ -340,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg_cls = getattr(importlib.import_module(mod), attr)
     # `--config=FILE` is accepted as draccus's `--config_path=FILE`, `--out-json` as `--out_json`
     rest = [f"--config_path={a.split('=', 1)[1]}" if a.startswith("--config=") else a for a in rest]
-    rest = [_underscore_flag(a) for a in rest]
+    rest = _bare_bool_flags([_underscore_flag(a) for a in rest], cfg_cls)
     logging.basicConfig(level=logging.WARNING)
     try:
         import datasets

@@ -49,7 +49,9 @@ class DeployConfig:
     episode_time_s: float | None = None
     """Longest episode (default: the sim task's horizon on mujoco_so101, else 30 s)."""
     record: Path | None = None
-    """Record each episode to this LeRobotDataset (created, or appended to)."""
+    """Record each episode to this LeRobotDataset (created, or appended to if it holds rollouts)."""
+    append_to_demos: bool = False
+    """Allow --record to append the rollouts to a dataset of demonstrations."""
     dry_run: bool = False
     """Compute and show actions but never send them."""
     safety: Path = DEFAULT_SAFETY

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,24 @@ from real.deploy.config import EpisodeResult
 from real.deploy.loop import Deployment
 
 PROGRESS_FILE = "sarm_progress.parquet"
+logger = logging.getLogger(__name__)
+
+
+def is_rollout(quality: str) -> bool:
+    """Episodes ``deploy --record`` writes are labelled ``rollout`` or ``stopped:<reason>``."""
+    return quality == "rollout" or quality.startswith("stopped:")
+
+
+def check_rollout_dataset(root: Path, append_to_demos: bool) -> None:
+    """Refuse to mix rollouts into a dataset of demonstrations, unless asked to."""
+    from robo_reward.data.lerobot_io import DatasetError, is_dataset, load_episode_meta
+
+    if append_to_demos or not is_dataset(root):
+        return
+    demos = {m.quality for m in load_episode_meta(root).values() if not is_rollout(m.quality)}
+    if demos:
+        raise DatasetError(f"--record={root}: holds demonstrations (quality {', '.join(sorted(demos))}), not rollouts; "
+                           "record into another directory, or pass --append-to-demos to add the rollouts to them")
 
 
 class EpisodeRecorder:
@@ -18,8 +37,11 @@ class EpisodeRecorder:
     the ground truth where the robot knows it, else from the reward model's stages) and keeps
     ``sarm_progress.parquet`` (the reward model's per-frame progress) beside it for RA-BC."""
 
-    def __init__(self, root: Path, fps: int, deployment: Deployment, stage_names: tuple[str, ...]):
+    def __init__(self, root: Path, fps: int, deployment: Deployment, stage_names: tuple[str, ...],
+                 append_to_demos: bool = False):
         from robo_reward.data.lerobot_io import DatasetWriter
+
+        check_rollout_dataset(Path(root), append_to_demos)
         from robo_reward.embodiments.so101.kinematics import ACTION_KEYS
 
         feats = deployment.robot.observation_features
@@ -72,6 +94,12 @@ class EpisodeRecorder:
         self.writer.finalize()
         if self.has_progress and self.writer.num_episodes:
             self._write_progress()
+        elif self.saved and (self.root / PROGRESS_FILE).is_file():
+            stale = self.root / f"{PROGRESS_FILE}.stale"
+            (self.root / PROGRESS_FILE).replace(stale)  # kept, but never read as if it covered the new episodes
+            logger.warning("%s: covered the episodes before this run only (this run has no --reward-model); moved "
+                           "to %s. Re-run `robo-reward annotate-progress --dataset=%s` before RA-BC",
+                           self.root / PROGRESS_FILE, stale.name, self.root)
 
     def _write_progress(self) -> None:
         from robo_reward.data.lerobot_io import atomic_write_bytes, read_frame_columns

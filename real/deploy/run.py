@@ -17,7 +17,7 @@ import numpy as np
 
 from real.deploy.config import DeployConfig, EpisodeResult, OnStop, RobotConnectionError, StopFlag, StopReason
 from real.deploy.loop import Deployment
-from real.deploy.recorder import EpisodeRecorder
+from real.deploy.recorder import EpisodeRecorder, check_rollout_dataset
 from real.safety import SafetyConfig
 from robo_reward.envs import TASKS
 
@@ -96,6 +96,8 @@ def run_deploy(cfg: DeployConfig, policy=None, potential=None, stop: StopFlag | 
     if potential is None and cfg.reward_model is not None:
         potential = LearnedPotential.from_runs(str(cfg.reward_model), num_envs=1)
     SafetyConfig.load(cfg.safety)  # a bad safety file fails before the robot moves
+    if cfg.record is not None:  # and so does a --record into a dataset of demonstrations
+        check_rollout_dataset(Path(cfg.record), cfg.append_to_demos)
     if robot is None:
         robot = make_robot(cfg.robot)
     check_port(robot)
@@ -107,7 +109,8 @@ def run_deploy(cfg: DeployConfig, policy=None, potential=None, stop: StopFlag | 
     recorder = None
     try:
         if cfg.record is not None:
-            recorder = EpisodeRecorder(cfg.record, cfg.fps, dep, stage_names_of(dep, robot, potential))
+            recorder = EpisodeRecorder(cfg.record, cfg.fps, dep, stage_names_of(dep, robot, potential),
+                                       cfg.append_to_demos)
         instruction = getattr(robot, "instruction", None) or _instruction_of(policy)
         results, stop_reason = run_episodes(cfg, dep, recorder, events, instruction, stop)
     finally:

@@ -75,8 +75,23 @@ def repo_id_for(root: Path) -> str:
     return f"local/{Path(root).name}"
 
 
-def _is_dataset(root: Path) -> bool:
+def is_dataset(root: Path) -> bool:
     return (root / "meta" / "info.json").is_file()
+
+
+def read_info(root: str | Path) -> dict[str, Any]:
+    """``meta/info.json``, parsed; a missing or malformed file is an error that names it."""
+    path = Path(root) / "meta" / "info.json"
+    if not path.is_file():
+        raise DatasetError(f"{root}: not a LeRobot dataset (no meta/info.json); expected a directory "
+                           "written by `robo-reward collect` or `import-raw`")
+    try:
+        info = json.loads(path.read_text())
+        int(info["fps"]), dict(info["features"])
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
+        raise DatasetError(f"{path}: malformed ({type(e).__name__}: {e}); expected LeRobot's info.json with fps and "
+                           f"features (`robo-reward repair {root}` restores it if the dataset was recorded here)") from e
+    return info
 
 
 def open_dataset(root: str | Path, video_backend: str | None = None, **kwargs: Any):
@@ -84,10 +99,8 @@ def open_dataset(root: str | Path, video_backend: str | None = None, **kwargs: A
     from lerobot.datasets.lerobot_dataset import LeRobotDataset
 
     root = Path(root)
-    if not _is_dataset(root):
-        raise DatasetError(f"{root}: not a LeRobot dataset (no meta/info.json); expected a directory "
-                           "written by `robo-reward collect` or `import-raw`")
     ensure_complete(root)
+    read_info(root)
     with _progress_bars_kept():
         return LeRobotDataset(repo_id_for(root), root=root, video_backend=video_backend, **kwargs)
 
@@ -97,10 +110,8 @@ def open_metadata(root: str | Path):
     from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
 
     root = Path(root)
-    if not _is_dataset(root):
-        raise DatasetError(f"{root}: not a LeRobot dataset (no meta/info.json); expected a directory "
-                           "written by `robo-reward collect` or `import-raw`")
     ensure_complete(root)
+    read_info(root)
     try:
         with _progress_bars_kept():
             return LeRobotDatasetMetadata(repo_id_for(root), root=root)
@@ -158,7 +169,7 @@ def materialize_annotations(root: str | Path, stage_names: list[str] | None = No
     files = sorted((root / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
     if not files:
         raise DatasetError(f"{root}/meta/episodes: no episode files; the dataset is empty")
-    fps = json.loads((root / "meta" / "info.json").read_text())["fps"]
+    fps = read_info(root)["fps"]
     for f in files:
         df = pd.read_parquet(f)
         cols: dict[str, list] = {k: [] for k in (
@@ -234,11 +245,11 @@ class DatasetWriter:
         self.ds = None
         self.repair_report = None
         self.lock = WriterLock(self.root)
-        if _is_dataset(self.root):
+        if is_dataset(self.root):
             self.repair_report = repair_dataset(self.root)
             if self._count_episodes() == 0:  # interrupted before its first episode: start again
                 self._wipe()
-        if _is_dataset(self.root):
+        if is_dataset(self.root):
             self._check_compatible(fps, features)
             self.records = [asdict(m) for _, m in sorted(load_episode_meta(self.root).items())]
             self.records = self.records[: self._count_episodes()]
@@ -272,22 +283,19 @@ class DatasetWriter:
                 shutil.rmtree(self.root / d)
 
     def _count_episodes(self) -> int:
-        try:
-            return int(json.loads((self.root / "meta" / "info.json").read_text()).get("total_episodes", 0))
-        except (OSError, json.JSONDecodeError) as e:
-            raise DatasetError(f"{self.root}/meta/info.json: unreadable ({e}); run `robo-reward repair "
-                               f"{self.root}`") from e
+        return int(read_info(self.root).get("total_episodes", 0))
 
     def _check_compatible(self, fps: int, features: dict[str, dict]) -> None:
-        info = json.loads((self.root / "meta" / "info.json").read_text())
+        info = read_info(self.root)
         if info["fps"] != fps:
             raise DatasetError(f"{self.root}/meta/info.json: fps is {info['fps']}, this run records at "
                                f"{fps}; use another --out or the same fps")
         have = {k for k in info["features"] if k not in ("timestamp", "frame_index", "episode_index",
                                                             "index", "task_index")}
         if have != set(features):
-            raise DatasetError(f"{self.root}/meta/info.json: features {sorted(have)} differ from this run's "
-                               f"{sorted(features)}; use another --out")
+            raise DatasetError(f"{self.root}/meta/info.json: features differ from this run's (only in the dataset: "
+                               f"{sorted(have - set(features))}, only in this run: {sorted(set(features) - have)}); "
+                               "write to another directory")
         for k, f in features.items():
             old = tuple(info["features"][k]["shape"])
             if f["dtype"] == "video" and old != tuple(f["shape"]):
@@ -412,7 +420,7 @@ def repair_dataset(root: str | Path, log: bool = True) -> RepairReport:
         report = repair(root, atomic_write_bytes, SIDECAR)
     except RepairRefused as e:
         raise DatasetError(str(e)) from e
-    if report.interrupted and log:
+    if (report.interrupted or report.restored) and log:
         logging.getLogger(__name__).warning("%s", report.describe())
     if report.interrupted and report.episodes > 0:  # the run never finished: write its annotations now
         materialize_annotations(root)
@@ -424,9 +432,7 @@ def repair_dataset(root: str | Path, log: bool = True) -> RepairReport:
 def read_dataset_summary(root: str | Path) -> dict[str, Any]:
     """Episodes, frames, cameras, fps, stages, temporal proportions and quality split."""
     root = Path(root)
-    if not _is_dataset(root):
-        raise DatasetError(f"{root}: not a LeRobot dataset (no meta/info.json)")
-    if json.loads((root / "meta" / "info.json").read_text()).get("total_episodes", 0) == 0:
+    if read_info(root).get("total_episodes", 0) == 0:
         raise DatasetError(f"{root}: the dataset is empty (0 episodes); expected at least one")
     meta = open_metadata(root)
     metas = load_episode_meta(root)

@@ -1,58 +1,74 @@
 """Import raw multi-view recordings (``episode_*/cam_<name>.mp4`` + ``annotated_keyframes.json``
 + ``task_instruction.json``) into the LeRobotDataset layout with SARM annotations.
 
-Everything is checked before anything is written, so a bad episode never leaves a half-written
-dataset: differing frame counts across cameras, keyframes out of range or overlapping, and
-unreadable videos are refused with the file and the problem named.
+All or nothing: every episode is read and checked (videos decode, frame counts, sizes and fps
+agree within and across episodes, keyframes are in range, ordered and cover the stages) before
+anything is written; the dataset is then written in a staging directory beside ``out`` and moved
+into place only once complete. A failure at any point leaves ``out`` exactly as it was.
+
+An existing dataset is appended to only with ``append=True``; each imported episode's source
+path and content hash are recorded (``meta/robo_reward_imports.json``), and an episode already
+imported from the same path with the same content is refused, so a re-run never duplicates.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
-from robo_reward.data.labels import AnnotationError, Segments
-from robo_reward.data.lerobot_io import DatasetError, DatasetWriter, EpisodeMeta, features_for
+from robo_reward.data.labels import AnnotationError, Segments, temporal_proportions
+from robo_reward.data.lerobot_io import (
+    STAGES_FILE,
+    DatasetError,
+    DatasetWriter,
+    EpisodeMeta,
+    WriterLock,
+    features_for,
+    is_dataset,
+    repair_dataset,
+)
 from robo_reward.data.video import read_video
+
+IMPORTS_FILE = "meta/robo_reward_imports.json"
 
 
 @dataclass
 class RawEpisode:
     path: Path
-    videos: dict[str, np.ndarray]  # cam -> (T, H, W, 3) uint8
+    cameras: list[str]
+    length: int
+    size: tuple[int, int]  # (height, width)
     fps: int
     instruction: str
     segments: Segments
+    sha256: str
+
+    def frames(self) -> list[dict]:
+        """Decode the episode's videos (again) into LeRobot frames; one episode in memory at a time."""
+        videos = {c: read_video(self.path / f"cam_{c}.mp4")[0] for c in self.cameras}
+        return [{**{f"observation.images.{c}": videos[c][t] for c in self.cameras}, "task": self.instruction}
+                for t in range(self.length)]
 
 
-def read_raw_episode(ep_dir: Path, cameras: list[str] | None = None) -> RawEpisode:
-    vids = sorted(ep_dir.glob("cam_*.mp4"))
-    if not vids:
-        raise DatasetError(f"{ep_dir}: no cam_<name>.mp4 files; expected at least one camera video")
-    videos, fpss = {}, {}
-    for v in vids:
-        cam = v.stem.removeprefix("cam_")
-        if cameras and cam not in cameras:
-            continue
-        videos[cam], fpss[cam] = read_video(v)
-    if cameras:
-        missing = [c for c in cameras if c not in videos]
-        if missing:
-            raise DatasetError(f"{ep_dir}: camera(s) {missing} missing; found {sorted(videos)}")
-    counts = {c: len(v) for c, v in videos.items()}
-    if len(set(counts.values())) != 1:
-        raise DatasetError(f"{ep_dir}: frame counts differ across cameras {counts}; expected equal counts")
-    if len(set(fpss.values())) != 1:
-        raise DatasetError(f"{ep_dir}: fps differ across cameras {fpss}; expected one fps")
-    shapes = {c: v.shape[1:] for c, v in videos.items()}
-    if len(set(shapes.values())) != 1:
-        raise DatasetError(f"{ep_dir}: frame sizes differ across cameras {shapes}; expected one size")
-    length = next(iter(counts.values()))
-    kf_path = ep_dir / "annotated_keyframes.json"
+def content_hash(ep_dir: Path) -> str:
+    """SHA-256 over the episode's files (names and bytes, in name order)."""
+    h = hashlib.sha256()
+    for p in sorted(ep_dir.iterdir()):
+        if p.is_file():
+            h.update(p.name.encode() + b"\0")
+            with open(p, "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+    return h.hexdigest()
+
+
+def _read_keyframes(kf_path: Path, length: int) -> Segments:
     try:
         kf = json.loads(kf_path.read_text())
         items = sorted(kf, key=lambda x: int(x["start_frame_id"]))
@@ -73,51 +89,193 @@ def read_raw_episode(ep_dir: Path, cameras: list[str] | None = None) -> RawEpiso
         seg.validate(length, where=str(kf_path))
     except AnnotationError as e:
         raise DatasetError(str(e)) from e
-    ti_path = ep_dir / "task_instruction.json"
+    return seg
+
+
+def _read_instruction(ti_path: Path) -> str:
     try:
         ti = json.loads(ti_path.read_text())
     except (FileNotFoundError, json.JSONDecodeError) as e:
         raise DatasetError(f"{ti_path}: missing or malformed ({e}); expected a JSON string or "
                            '{"task_instruction": "..."}') from e
-    instruction = ti if isinstance(ti, str) else ti.get("task_instruction") or ti.get("instruction") if isinstance(
-        ti, dict) else ti[0] if isinstance(ti, list) and ti else None
-    if not isinstance(instruction, str) or not instruction:
+    if isinstance(ti, dict):
+        ti = ti.get("task_instruction") or ti.get("instruction")
+    elif isinstance(ti, list):
+        ti = ti[0] if ti else None
+    if not isinstance(ti, str) or not ti:
         raise DatasetError(f"{ti_path}: no instruction text found; expected a JSON string or "
                            '{"task_instruction": "..."}')
-    return RawEpisode(ep_dir, videos, next(iter(fpss.values())), instruction, seg)
+    return ti
+
+
+def read_raw_episode(ep_dir: Path, cameras: list[str] | None = None) -> RawEpisode:
+    """Read and check one episode directory (every video is decoded once; frames are not kept)."""
+    vids = sorted(ep_dir.glob("cam_*.mp4"))
+    if not vids:
+        raise DatasetError(f"{ep_dir}: no cam_<name>.mp4 files; expected at least one camera video")
+    counts, fpss, shapes = {}, {}, {}
+    for v in vids:
+        cam = v.stem.removeprefix("cam_")
+        if cameras and cam not in cameras:
+            continue
+        frames, fpss[cam] = read_video(v)
+        counts[cam], shapes[cam] = len(frames), tuple(frames.shape[1:3])
+    if cameras:
+        missing = [c for c in cameras if c not in counts]
+        if missing:
+            raise DatasetError(f"{ep_dir}: camera(s) {missing} missing; found {sorted(counts)}")
+    if len(set(counts.values())) != 1:
+        raise DatasetError(f"{ep_dir}: frame counts differ across cameras {counts}; expected equal counts")
+    if len(set(fpss.values())) != 1:
+        raise DatasetError(f"{ep_dir}: fps differ across cameras {fpss}; expected one fps")
+    if len(set(shapes.values())) != 1:
+        raise DatasetError(f"{ep_dir}: frame sizes differ across cameras {shapes}; expected one size")
+    length = next(iter(counts.values()))
+    seg = _read_keyframes(ep_dir / "annotated_keyframes.json", length)
+    instruction = _read_instruction(ep_dir / "task_instruction.json")
+    return RawEpisode(ep_dir, sorted(counts), length, next(iter(shapes.values())), next(iter(fpss.values())),
+                      instruction, seg, content_hash(ep_dir))
+
+
+def check_episodes(episodes: list[RawEpisode], stages: list[str] | None) -> list[str]:
+    """Cameras, sizes and fps agree across episodes, and the stages fit every annotation; returns
+    the stage order (given, or by first appearance)."""
+    first = episodes[0]
+    for ep in episodes[1:]:
+        for what, mine, theirs in (("cameras", ep.cameras, first.cameras), ("fps", ep.fps, first.fps),
+                                   ("frame size (height, width)", ep.size, first.size)):
+            if mine != theirs:
+                raise DatasetError(f"{ep.path}: {what} {mine} differ from {first.path.name}'s {theirs}; "
+                                   f"expected every episode alike")
+    if not stages:
+        stages = []
+        for ep in episodes:
+            stages += [n for n in ep.segments.names if n not in stages]
+    dup = [s for i, s in enumerate(stages) if s in stages[:i]]
+    if dup:
+        raise DatasetError(f"--stages: {dup[0]!r} given more than once in {stages}; expected each stage once")
+    for ep in episodes:
+        unknown = [n for n in ep.segments.names if n not in stages]
+        if unknown:
+            raise DatasetError(f"{ep.path / 'annotated_keyframes.json'}: subtask(s) {unknown} are not in "
+                               f"--stages={','.join(stages)}; expected every annotated subtask among the stages")
+    props = temporal_proportions([ep.segments for ep in episodes], stages)
+    empty = [s for s, p in props.items() if p <= 0]
+    if empty:
+        raise DatasetError(f"--stages: stage(s) {empty} have zero duration in every episode; expected each stage "
+                           "annotated in at least one episode (drop it from --stages or annotate it)")
+    return list(stages)
+
+
+def read_imports(root: Path) -> list[dict]:
+    path = root / IMPORTS_FILE
+    if not path.is_file():
+        return []
+    try:
+        return list(json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError) as e:
+        raise DatasetError(f"{path}: malformed ({e}); expected a JSON list of imported episodes") from e
+
+
+def _stage_existing(out: Path, staging: Path) -> None:
+    """Copy ``out`` into ``staging``: metadata copied, data and video files hard-linked (LeRobot's
+    writer adds new files on resume and never writes into a closed one)."""
+    def link_or_copy(src: str, dst: str) -> None:
+        rel = Path(src).relative_to(out).parts[0]
+        if rel in ("data", "videos"):
+            try:
+                os.link(src, dst)
+                return
+            except OSError:
+                pass
+        shutil.copy2(src, dst)
+
+    shutil.copytree(out, staging, copy_function=link_or_copy)
 
 
 def import_raw(src: str | Path, out: str | Path, stages: list[str] | None = None,
-               cameras: list[str] | None = None, progress: bool = True) -> int:
-    """Convert every ``episode_*`` under ``src``; returns the number of episodes written."""
-    src = Path(src)
+               cameras: list[str] | None = None, append: bool = False, progress: bool = True) -> int:
+    """Convert every ``episode_*`` under ``src`` into ``out``, all or nothing; returns the number of
+    episodes written."""
+    src, out = Path(src), Path(out)
+    _finish_interrupted_swap(out)
     ep_dirs = sorted(p for p in src.glob("episode_*") if p.is_dir())
     if not ep_dirs:
         raise DatasetError(f"{src}: no episode_* directories; expected episode_*/cam_<name>.mp4")
-    # validate everything first: nothing is written if any episode is bad
-    episodes = [read_raw_episode(d, cameras) for d in tqdm(ep_dirs, desc="read raw", disable=not progress)]
-    cams = sorted(episodes[0].videos)
-    for ep in episodes[1:]:
-        if sorted(ep.videos) != cams:
-            raise DatasetError(f"{ep.path}: cameras {sorted(ep.videos)} differ from {ep_dirs[0]}'s {cams}")
-        if ep.fps != episodes[0].fps:
-            raise DatasetError(f"{ep.path}: fps {ep.fps} differs from {ep_dirs[0]}'s {episodes[0].fps}")
-    if stages is None:  # stage order: by first appearance across episodes
-        stages = []
-        for ep in episodes:
-            for n in ep.segments.names:
-                if n not in stages:
-                    stages.append(n)
-    h, w = episodes[0].videos[cams[0]].shape[1:3]
-    feats = features_for(cams, h, w, [], [])  # raw recordings carry video only
-    writer = DatasetWriter(out, episodes[0].fps, feats, list(stages), robot_type="unknown")
+    exists = is_dataset(out)
+    if out.exists() and any(out.iterdir()) and not exists:
+        raise DatasetError(f"{out}: exists and is not a LeRobot dataset; expected an empty or new directory")
+    if exists and not append:
+        raise DatasetError(f"{out}: a dataset already exists here; pass --append to add these episodes to it, "
+                           "or choose another --out")
+    episodes = [read_raw_episode(d, cameras) for d in tqdm(ep_dirs, desc="check raw", disable=not progress)]
+    lock = WriterLock(out)
+    try:
+        if exists:
+            repair_dataset(out)  # an interrupted recording is restored before it is appended to
+            stages = stages or json.loads((out / STAGES_FILE).read_text())["stages"]
+            done = {(r["source"], r["sha256"]) for r in read_imports(out)}
+            again = [ep.path for ep in episodes if (str(ep.path.resolve()), ep.sha256) in done]
+            if again:
+                raise DatasetError(f"{out}: {len(again)} of these {len(episodes)} episodes were already imported "
+                                   f"from the same files ({', '.join(p.name for p in again[:3])}"
+                                   f"{', ...' if len(again) > 3 else ''}); nothing written")
+        stages = check_episodes(episodes, stages)
+        staging = out.parent / f".{out.name}.staging"
+        if staging.exists():
+            shutil.rmtree(staging)  # left by an import that was killed: never part of the dataset
+        if exists:
+            _stage_existing(out, staging)
+        try:
+            _write(episodes, staging, stages, progress)
+            _swap_into_place(staging, out)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging)
+            (out.parent / f".{staging.name}.lock").unlink(missing_ok=True)
+    finally:
+        lock.release()
+        if not out.exists():  # nothing was imported into a new directory: leave no trace
+            lock.path.unlink(missing_ok=True)
+    return len(episodes)
+
+
+def _write(episodes: list[RawEpisode], root: Path, stages: list[str], progress: bool) -> None:
+    first = episodes[0]
+    feats = features_for(first.cameras, *first.size, [], [])  # raw recordings carry video only
+    writer = DatasetWriter(root, first.fps, feats, stages, robot_type="unknown")
+    imports = read_imports(root)
     try:
         for ep in tqdm(episodes, desc="write", disable=not progress):
-            n = len(next(iter(ep.videos.values())))
-            frames = [{**{f"observation.images.{c}": ep.videos[c][t] for c in cams}, "task": ep.instruction}
-                      for t in range(n)]
-            writer.add_episode(frames, EpisodeMeta(0, n, list(ep.segments.names), list(ep.segments.starts),
-                                                   list(ep.segments.ends), quality="unknown", success=True))
+            s = ep.segments
+            writer.add_episode(ep.frames(), EpisodeMeta(0, ep.length, list(s.names), list(s.starts), list(s.ends),
+                                                        quality="unknown", success=True))
+            imports.append({"episode_index": writer.num_episodes - 1, "source": str(ep.path.resolve()),
+                            "sha256": ep.sha256})
     finally:
         writer.finalize()
-    return len(episodes)
+    (root / IMPORTS_FILE).write_text(json.dumps(imports, indent=1))
+
+
+def _replaced(out: Path) -> Path:
+    return out.parent / f".{out.name}.replaced"
+
+
+def _finish_interrupted_swap(out: Path) -> None:
+    """A kill between the two renames of :func:`_swap_into_place` leaves the old dataset aside:
+    put it back (the import it was replaced by never finished)."""
+    old = _replaced(out)
+    if old.exists() and not out.exists():
+        os.replace(old, out)
+    elif old.exists():
+        shutil.rmtree(old)
+
+
+def _swap_into_place(staging: Path, out: Path) -> None:
+    """Move the finished staging directory to ``out``; the old ``out`` is set aside until the move is done."""
+    old = _replaced(out)
+    if out.exists():
+        os.replace(out, old)
+    os.replace(staging, out)
+    if old.exists():
+        shutil.rmtree(old)

@@ -50,6 +50,8 @@ class RepairReport:
     restored: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
+        if not self.interrupted and self.restored:
+            return f"{self.root}: complete, {self.episodes} episode(s); restored damaged {', '.join(self.restored)}"
         if not self.interrupted:
             return f"{self.root}: complete, {self.episodes} episode(s); nothing to repair"
         parts = [f"{self.root}: interrupted recording; kept the {self.episodes} complete episode(s)"]
@@ -119,6 +121,21 @@ def _check_committed_file(root: Path, rel: str) -> None:
                                 "restore it from a backup") from e
 
 
+def _restore_damaged_json(root: Path, commit: dict[str, Any], atomic_write, report: RepairReport) -> RepairReport:
+    """A finished dataset is left as it is, except a JSON metadata file no reader can parse
+    (a truncated ``meta/info.json``): that one is put back from the commit."""
+    for rel, b64 in commit["meta"].items():
+        p = root / rel
+        if p.suffix != ".json" or not p.is_file():
+            continue
+        try:
+            json.loads(p.read_bytes())
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            atomic_write(p, base64.b64decode(b64))
+            report.restored.append(rel)
+    return report
+
+
 def repair(root: str | Path, atomic_write, sidecar: str) -> RepairReport:
     """Put ``root`` back to its last commit (see the module docstring). Datasets written before
     commits existed (no commit record) are left as they are."""
@@ -128,7 +145,7 @@ def repair(root: str | Path, atomic_write, sidecar: str) -> RepairReport:
         return RepairReport(root, -1, False)
     n = int(commit["episodes"])
     if not is_interrupted(root, commit):
-        return RepairReport(root, n, False)
+        return _restore_damaged_json(root, commit, atomic_write, RepairReport(root, n, False))
     for rel in commit["files"]:
         _check_committed_file(root, rel)
     report = RepairReport(root, n, True, finalized=bool(commit.get("finalized", True)))

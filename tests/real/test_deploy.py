@@ -277,3 +277,24 @@ def test_successful_rollouts_are_ready_for_rl_replay(tmp_path):
     assert ds.meta.total_frames == sum(e.steps + 1 for e in res.episodes)
     demos = load_demo_transitions(tmp_path / "rec", "push", Shaper("pbrs", gamma=0.98), "dense")
     assert demos.episodes == 2 and demos.successes == 2 and demos.dones.sum() == 2  # success terminates
+
+
+def test_deploy_record_refuses_a_demo_dataset_unless_asked_and_sets_stale_progress_aside(
+        tiny_dataset, state_policy, tmp_path, caplog):
+    import shutil
+
+    from robo_reward.data.lerobot_io import DatasetError
+
+    demos = tmp_path / "demos"
+    shutil.copytree(tiny_dataset, demos)
+    (demos / "sarm_progress.parquet").write_bytes(b"progress of the demos")
+    n = _episodes_on_disk(demos)
+    with pytest.raises(DatasetError, match=r"--record=.*demos: holds demonstrations \(quality clean\), not rollouts;"
+                                           r".* pass --append-to-demos"):
+        run_deploy(_cfg(tmp_path, state_policy, episodes=1, record=demos))
+    assert _episodes_on_disk(demos) == n
+    run_deploy(_cfg(tmp_path, state_policy, episodes=1, record=demos, append_to_demos=True))
+    assert _episodes_on_disk(demos) == n + 1
+    assert not (demos / "sarm_progress.parquet").exists(), "a progress file that misses the new episode is not kept"
+    assert (demos / "sarm_progress.parquet.stale").read_bytes() == b"progress of the demos"
+    assert "Re-run `robo-reward annotate-progress --dataset=" in caplog.text

@@ -75,3 +75,25 @@ def test_resuming_with_another_size_or_task_names_the_field(tmp_path, capsys):
     assert main(["collect", "--task=push", "--seed=-1", f"--out={out}"]) == 2
     assert "--seed: -1; expected >= 0" in capsys.readouterr().err
     assert sorted(p.name for p in (out / "data" / "chunk-000").iterdir()) == before  # nothing saved changed
+
+
+def test_a_malformed_info_json_is_named_and_repair_restores_it(tiny_dataset, tmp_path, capsys):
+    ds = tmp_path / "ds"
+    shutil.copytree(tiny_dataset, ds)
+    info = ds / "meta" / "info.json"
+    good = info.read_bytes()
+    info.write_bytes(good[:-40])  # truncated, as by a full disk or a hand edit
+    # without a commit record to restore from, every command names the file
+    (ds / "meta" / "robo_reward_commit.json").rename(tmp_path / "commit.json")
+    info.write_bytes(good[:-40])
+    capsys.readouterr()
+    for cmd in (["dataset-info", str(ds)], ["repair", str(ds)],
+                ["train-bc", f"--dataset={ds}", f"--out={tmp_path / 'b'}", "--steps=1", "--wandb=false"]):
+        assert main(cmd) == 2
+        err = capsys.readouterr().err
+        assert f"{info}: malformed (JSONDecodeError" in err and "Traceback" not in err, (cmd, err)
+    # with it, `repair` puts the committed info.json back and says so
+    (tmp_path / "commit.json").rename(ds / "meta" / "robo_reward_commit.json")
+    assert main(["repair", str(ds)]) == 0
+    assert "restored damaged meta/info.json" in capsys.readouterr().out
+    assert info.read_bytes() == good

@@ -94,3 +94,82 @@ def test_dataset_info_cli_prints_summary_and_writes_contact_sheet(tmp_path, caps
     assert "episodes     1" in out and "cameras      front, side, wrist" in out and "reach=" in out
     png = tmp_path / "ds" / "contact_sheet.png"
     assert png.stat().st_size > 10_000
+
+
+def _tree_state(root):
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_import_raw_refuses_a_frame_size_that_differs_between_episodes_before_writing(tmp_path):
+    src = make_raw(tmp_path / "raw", n_eps=2)
+    for cam in ("front", "side", "wrist"):  # the second episode is filmed at another size
+        write_video(src / "episode_001" / f"cam_{cam}.mp4", 20, h=48, w=48)
+    with pytest.raises(DatasetError, match=r"episode_001: frame size \(height, width\) \(48, 48\) differ from "
+                                           r"episode_000's \(32, 32\)"):
+        import_raw(src, tmp_path / "ds", progress=False)
+    assert not (tmp_path / "ds").exists()
+    assert not list(tmp_path.glob(".ds*")), "no staging directory is left behind"
+
+
+@pytest.mark.parametrize(("stages", "match"), [
+    (["reach", "grasp", "lift"], r"--stages: stage\(s\) \['lift'\] have zero duration in every episode"),
+    (["reach"], r"annotated_keyframes.json: subtask\(s\) \['grasp'\] are not in --stages=reach"),
+    (["reach", "grasp", "reach"], r"--stages: 'reach' given more than once"),
+])
+def test_import_raw_refuses_stages_that_do_not_fit_before_writing(tmp_path, stages, match):
+    src = make_raw(tmp_path / "raw", n_eps=2)
+    with pytest.raises(DatasetError, match=match):
+        import_raw(src, tmp_path / "ds", stages=stages, progress=False)
+    assert not (tmp_path / "ds").exists()
+
+
+def test_import_raw_into_an_existing_dataset_needs_append_and_never_imports_an_episode_twice(tmp_path, capsys):
+    src = make_raw(tmp_path / "raw", n_eps=2)
+    out = tmp_path / "ds"
+    import_raw(src, out, progress=False)
+    before = _tree_state(out)
+    assert main(["import-raw", f"--src={src}", f"--out={out}"]) == 2
+    assert "a dataset already exists here; pass --append" in capsys.readouterr().err
+    assert main(["import-raw", f"--src={src}", f"--out={out}", "--append"]) == 2
+    assert "2 of these 2 episodes were already imported from the same files (episode_000, episode_001)" in \
+        capsys.readouterr().err
+    assert _tree_state(out) == before, "a refused import changes nothing"
+    more = make_raw(tmp_path / "raw2", n_eps=1)
+    (more / "episode_000" / "task_instruction.json").write_text(json.dumps("grab it again"))
+    assert main(["import-raw", f"--src={more}", f"--out={out}", "--append"]) == 0
+    ds = open_dataset(out)
+    assert ds.num_episodes == 3 and ds.num_frames == 60
+    for rel, data in before.items():  # staged by hard link: LeRobot adds files and never writes into one
+        if rel.startswith(("data/", "videos/")):
+            assert (out / rel).read_bytes() == data, rel
+    assert ds[45]["task"] == "grab it again" and ds[5]["task"] == "grab it"
+    imports = json.loads((out / "meta" / "robo_reward_imports.json").read_text())
+    assert [r["episode_index"] for r in imports] == [0, 1, 2]
+    assert imports[2]["source"] == str((more / "episode_000").resolve())
+    assert sorted(p.name for p in tmp_path.glob(".*")) == [".ds.lock"], "no staging or set-aside copy is left"
+
+
+def test_a_failed_append_leaves_the_dataset_as_it_was(tmp_path):
+    src = make_raw(tmp_path / "raw", n_eps=1)
+    out = tmp_path / "ds"
+    import_raw(src, out, progress=False)
+    before = _tree_state(out)
+    bad = make_raw(tmp_path / "bad", n_eps=2)
+    for cam in ("front", "side", "wrist"):  # frames of another size than the dataset's
+        write_video(bad / "episode_000" / f"cam_{cam}.mp4", 20, h=48, w=48)
+        write_video(bad / "episode_001" / f"cam_{cam}.mp4", 20, h=48, w=48)
+    with pytest.raises(DatasetError, match=r"observation.images.front is 32x32"):
+        import_raw(bad, out, append=True, progress=False)
+    assert _tree_state(out) == before
+    assert open_dataset(out).num_episodes == 1
+
+
+def test_an_import_killed_between_its_two_renames_gets_the_old_dataset_back(tmp_path):
+    src = make_raw(tmp_path / "raw", n_eps=1)
+    out = tmp_path / "ds"
+    import_raw(src, out, progress=False)
+    before = _tree_state(out)
+    out.rename(tmp_path / ".ds.replaced")  # the state a kill -9 between the renames leaves
+    with pytest.raises(DatasetError, match="1 of these 1 episodes were already imported"):
+        import_raw(src, out, append=True, progress=False)
+    assert _tree_state(out) == before and not (tmp_path / ".ds.replaced").exists()
