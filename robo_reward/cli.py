@@ -119,6 +119,19 @@ class AnnotateProgressConfig:
 
 
 @dataclass
+class RefitRewardConfig:
+    model: Path = Path("outputs/reward/run")
+    """Run directory written by train-reward (or an earlier refit)."""
+    rollouts: Path = Path("datasets/rollouts")
+    """Recorded episodes with their success flags (`deploy --record`)."""
+    out: Path = Path("outputs/reward/refit")
+    """Where to write the refit model (a new run directory)."""
+    steps: int = 300
+    """Gradient steps of the success discriminator."""
+    seed: int = 0
+
+
+@dataclass
 class RepairConfig:
     dataset: Path = Path("datasets/so101_pick_place")
     """Dataset to check (also positional: robo-reward repair DIR)."""
@@ -203,6 +216,21 @@ def cmd_annotate_progress(cfg: AnnotateProgressConfig) -> int:
     from robo_reward.reward.evaluate import annotate_progress
 
     print(f"wrote {annotate_progress(cfg.model, cfg.dataset, cfg.out)}")
+    return 0
+
+
+def cmd_refit_reward(cfg: RefitRewardConfig) -> int:
+    from robo_reward.reward.refit import refit_from_recordings
+
+    r = refit_from_recordings(cfg.model, cfg.rollouts, cfg.out, cfg.steps, cfg.seed)
+
+    def fmt(a, b):
+        return "n/a" if a is None else f"{a:.3f} -> {b:.3f}"
+
+    print(f"refit {cfg.model} on {r['rollout_episodes']} rollouts ({r['rollout_successes']} successful) and its "
+          f"demos -> {cfg.out}\n  final progress, failed rollouts: "
+          f"{fmt(r['final_progress_failed_before'], r['final_progress_failed_after'])}; successful: "
+          f"{fmt(r['final_progress_success_before'], r['final_progress_success_after'])}")
     return 0
 
 
@@ -300,6 +328,8 @@ COMMANDS = {
     "eval-reward": (EvalRewardConfig, cmd_eval_reward, "VOC+/-, stage accuracy, AUROC, hop MAE, plots"),
     "annotate-progress": (AnnotateProgressConfig, cmd_annotate_progress,
                           "write sarm_progress.parquet for LeRobot's RA-BC"),
+    "refit-reward": (RefitRewardConfig, cmd_refit_reward,
+                     "refit a reward model on recorded rollouts, labelled by their success flags"),
     "rl": ("robo_reward.rl.config:RLConfig", cmd_rl, "online RL (SAC/PPO) with sparse, dense or learned-PBRS reward"),
     "train-bc": ("robo_reward.policies.train_bc:TrainBCConfig", cmd_train_bc, "behaviour cloning, optionally reward-aligned (RA-BC)"),
     "eval-policy": ("robo_reward.rl.evaluate:EvalPolicyConfig", cmd_eval_policy,

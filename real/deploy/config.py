@@ -68,6 +68,9 @@ class DeployConfig:
     """Seconds to reset the scene between episodes on a real robot (a sim robot resets itself)."""
     seed: int = 10_000
     """mujoco_so101: episode k uses scene seed seed+k (eval-policy's seeds)."""
+    ask_success: bool = True
+    """On a real robot, ask at each episode's end: s (success), f (failure) or Enter (unknown). The
+    flag is recorded with the episode; `refit-reward` learns from it."""
     keyboard: bool = True
     """Keys while running (a terminal or X display): Esc/q e-stop, right/n end the episode."""
     display: bool = True

@@ -16,8 +16,9 @@ logger = logging.getLogger(__name__)
 
 
 def is_rollout(quality: str) -> bool:
-    """Episodes ``deploy --record`` writes are labelled ``rollout`` or ``stopped:<reason>``."""
-    return quality == "rollout" or quality.startswith("stopped:")
+    """Episodes ``deploy --record`` writes are labelled ``rollout`` (``rollout_unlabelled`` when the
+    success is unknown) or ``stopped:<reason>``."""
+    return quality.startswith("rollout") or quality.startswith("stopped:")
 
 
 def check_rollout_dataset(root: Path, append_to_demos: bool) -> None:
@@ -81,6 +82,8 @@ class EpisodeRecorder:
             stage = [0] * len(frames)
         seg = Segments.from_stage_per_frame(self.stage_names, stage)
         quality = "rollout" if res.stop_reason is None else f"stopped:{res.stop_reason}"
+        if res.success is None:  # a real robot's episode the operator did not label
+            quality = "rollout_unlabelled" if res.stop_reason is None else quality
         for f in frames:
             f["task"] = instruction
         meta = EpisodeMeta(episode_index=0, length=len(frames), subtask_names=list(seg.names),

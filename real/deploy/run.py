@@ -144,6 +144,8 @@ def run_episodes(cfg: DeployConfig, dep: Deployment, recorder: EpisodeRecorder |
             logger.warning("reset the scene: next episode in %.0f s", cfg.reset_time_s)
             _sleep_unless(stop, cfg.reset_time_s)
         res, frames = dep.run_episode(k, events)
+        if res.success is None and cfg.ask_success and res.stop_reason is None:
+            res.success = ask_success(k)
         results.append(res)
         if res.stop_reason is not None:
             stop_reason = res.stop_reason
@@ -156,6 +158,20 @@ def run_episodes(cfg: DeployConfig, dep: Deployment, recorder: EpisodeRecorder |
         if stop_reason is not None:
             break
     return results, stop_reason
+
+
+def ask_success(k: int, stream=None) -> bool | None:
+    """The operator's verdict on episode ``k`` (a real robot has no ground truth): s / f / Enter."""
+    stream = stream or sys.stdin
+    if not stream.isatty():
+        return None
+    dep_prompt = f"episode {k}: success? [s]uccess / [f]ailure / Enter: unknown > "
+    while True:
+        print(dep_prompt, end="", flush=True)
+        line = stream.readline()
+        key = line.strip().lower()[:1]
+        if key in ("s", "f", ""):
+            return {"s": True, "f": False, "": None}[key]
 
 
 def stage_names_of(dep: Deployment, robot, potential) -> tuple[str, ...]:

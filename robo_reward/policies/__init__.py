@@ -6,7 +6,7 @@ May import: ``robo_reward.reward``, ``robo_reward.data``, ``robo_reward.embodime
 rank-0 modules (``registry``, ``envs``, ``stats``).
 """
 
-from robo_reward.policies import chunk, sb3  # noqa: F401  (register the built-in kinds)
+from robo_reward.policies import chunk, residual, sb3  # noqa: F401  (register the built-in kinds)
 from robo_reward.policies.registry import POLICIES, load_policy
 
 __all__ = ["POLICIES", "load_policy"]

@@ -70,6 +70,10 @@ class RewardModelConfig:
     """a_k per stage (from meta/temporal_proportions_sparse.json)."""
     state_dim: int = 0
     """With use_state: the width of observation.state (from the dataset)."""
+    refit_head: bool = False
+    """Set by a refit on rollouts (``robo-reward refit-reward``, ``rl --refit-every``): a
+    success-against-failure discriminator D on the hidden state scales the progress,
+    ``progress = progress_stage * sigmoid(D(h))`` (DrS-style), still a function of the window."""
 
     def __post_init__(self) -> None:
         self.cameras = NameList.parse(self.cameras)

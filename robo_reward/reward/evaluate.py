@@ -98,8 +98,7 @@ def evaluate(run: str | Path, dataset: str | Path, out_json: str | Path | None =
                                  state=cfg.use_state)
     except DatasetError as e:
         raise DatasetError(f"model/dataset mismatch: the model at {run} reads cameras {cfg.cameras}; {e}") from e
-    view_mask = None
-    unknown = [c for c in cameras_present or () if c not in cfg.cameras]
+    view_mask, unknown = None, [c for c in cameras_present or () if c not in cfg.cameras]
     if unknown:
         raise ValueError(f"--cameras_present: {unknown} are not cameras of the model at {run}; expected some of "
                          f"{list(cfg.cameras)}")

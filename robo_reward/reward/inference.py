@@ -88,6 +88,8 @@ class StreamOutput:
     progress: np.ndarray  # (M, R) in [0, 1]
     stage_probs: np.ndarray  # (M, R, K)
     success_prob: np.ndarray  # (M, R)
+    progress_stage: np.ndarray  # (M, R): the stage-and-tau progress, before a refit head's scaling
+    hidden: np.ndarray  # (M, R, D): the hidden state the heads read (what a refit trains on)
 
 
 class ProgressStream:
@@ -130,16 +132,19 @@ class ProgressStream:
         back = np.minimum(offs[None, :], self.count[rows][:, None])  # (R, T), newest frame at span-1
         idx = torch.as_tensor(self.span - 1 - back, device=self.device)
         r_t = torch.as_tensor(rows, device=self.device)
-        outs, stage_p, succ_p = [], [], []
+        outs, stage_p, succ_p, raw, hid = [], [], [], [], []
         for m, hist in zip(self.models, self.history, strict=True):
             tok = m.frame_tokens(x, n_views=len(self.cameras), state=state)  # (R, D)
             h_rows = torch.roll(hist[r_t], shifts=-1, dims=1)
             h_rows[:, -1] = tok
             hist[r_t] = h_rows
             seq = torch.gather(h_rows, 1, idx[..., None].expand(-1, -1, h_rows.shape[-1]))
-            hd = m.heads(m.temporal_from_tokens(seq)[:, -1:])
+            h = m.temporal_from_tokens(seq)[:, -1:]
+            hd = m.heads(h)
             outs.append(hd["progress"][:, -1].clamp(0.0, 1.0).cpu().numpy())
+            raw.append(hd["progress_stage"][:, -1].clamp(0.0, 1.0).cpu().numpy())
+            hid.append(h[:, -1].cpu().numpy())
             stage_p.append(hd["stage_logits"][:, -1].softmax(-1).cpu().numpy())
             succ_p.append(torch.sigmoid(hd["success_logit"][:, -1]).cpu().numpy())
         self.count[rows] += 1
-        return StreamOutput(np.stack(outs), np.stack(stage_p), np.stack(succ_p))
+        return StreamOutput(np.stack(outs), np.stack(stage_p), np.stack(succ_p), np.stack(raw), np.stack(hid))

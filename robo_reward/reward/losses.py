@@ -42,7 +42,7 @@ def reward_model_loss(model: ProcessRewardModel | torch.nn.Module, batch: dict[s
                 state=batch.get("state"))
     terms: dict[str, torch.Tensor] = {}
     stage = batch["stage"]
-    terms["progress"] = F.mse_loss(out["progress"], batch["progress"]) * 10.0
+    terms["progress"] = F.mse_loss(out["progress_stage"], batch["progress"]) * 10.0
     if cfg.stage_head and cfg.num_stages > 1:
         terms["stage"] = F.cross_entropy(out["stage_logits"].flatten(0, 1), stage.flatten())
         terms["tau"] = F.mse_loss(out["tau"], batch["tau"]) * 5.0

@@ -28,6 +28,10 @@ WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 
 
+def make_refit_head(d: int) -> nn.Module:
+    return nn.Sequential(nn.Linear(d, 64), nn.SiLU(), nn.Linear(64, 1))
+
+
 class ProcessRewardModel(nn.Module):
     def __init__(self, config: RewardModelConfig):
         super().__init__()
@@ -62,6 +66,8 @@ class ProcessRewardModel(nn.Module):
             # the training set's statistics (set by train-reward, saved with the weights)
             self.register_buffer("state_mean", torch.zeros(config.state_dim))
             self.register_buffer("state_std", torch.ones(config.state_dim))
+        if config.refit_head:
+            self.refit = make_refit_head(d)
         # hidden state of "task done" (mean over the last frames of successful training demos): the
         # anchor of the backward-anchored progress estimate
         self.register_buffer("goal_h", torch.zeros(d))
@@ -143,8 +149,18 @@ class ProcessRewardModel(nn.Module):
             progress = (probs * (self.cum_proportions + self.proportions * tau.unsqueeze(-1))).sum(-1)
         else:
             progress = torch.sigmoid(self.progress_head(h)).squeeze(-1)
-        return {"stage_logits": stage_logits, "tau": tau, "progress": progress,
-                "success_logit": self.success_head(h).squeeze(-1), "z": F.normalize(self.proj(h), dim=-1)}
+        out = {"stage_logits": stage_logits, "tau": tau, "progress": progress, "progress_stage": progress,
+               "success_logit": self.success_head(h).squeeze(-1), "z": F.normalize(self.proj(h), dim=-1)}
+        if self.config.refit_head:  # refit on rollouts: states of failed rollouts are scaled down
+            out["refit_logit"] = self.refit(h.detach()).squeeze(-1)
+            out["progress"] = progress * torch.sigmoid(out["refit_logit"])
+        return out
+
+    def add_refit_head(self) -> None:
+        """Give the model its success discriminator (before its first refit)."""
+        if not self.config.refit_head:
+            self.config.refit_head = True
+            self.refit = make_refit_head(self.config.dim).to(self.goal_h.device)
 
     def hop(self, h_before: torch.Tensor, h_after: torch.Tensor) -> torch.Tensor:
         """Progress from BEFORE to AFTER normalised by the distance left (or, for regress, by the

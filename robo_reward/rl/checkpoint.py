@@ -37,13 +37,17 @@ class RunState:
         self.evals, self.episodes, self.successes = d["evals"], d["episodes"], d["successes"]
 
 
-def save_checkpoint(model, state: RunState, out: Path) -> None:
-    """Write model + replay buffer + counters to a temp dir, then swap it in (a kill mid-write
-    leaves the previous checkpoint intact)."""
+def save_checkpoint(model, state: RunState, out: Path, extra: dict[str, Any] | None = None) -> None:
+    """Write model + replay buffer + counters (+ ``extra`` objects, each to ``<name>.pt``) to a temp
+    dir, then swap it in (a kill mid-write leaves the previous checkpoint intact)."""
+    import torch
+
     tmp = out / (CHECKPOINT + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     model.save(tmp / "model.zip")
+    for name, obj in (extra or {}).items():
+        torch.save(obj, tmp / f"{name}.pt")
     if hasattr(model, "replay_buffer") and model.replay_buffer is not None:
         model.save_replay_buffer(tmp / "replay.pkl")
     atomic_json(tmp / "state.json", {**state.as_dict(), "num_timesteps": int(model.num_timesteps)})
@@ -55,9 +59,18 @@ def save_checkpoint(model, state: RunState, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def save_policy(model, out: Path, cfg: RLConfig) -> None:
-    """``policy.zip`` + ``policy.json``: what ``eval-policy`` and the deploy loop load."""
+def save_policy(model, out: Path, cfg: RLConfig, residual_scale: float | None = None) -> None:
+    """``policy.zip`` + ``policy.json``: what ``eval-policy`` and the deploy loop load (kind
+    ``residual`` with its base policy when the run fine-tuned one)."""
     model.save(out / POLICY_FILE)
-    atomic_json(out / POLICY_META, {"kind": "sb3", "algo": cfg.algo, "task": cfg.task,
-                                    "observation": "policy_state", "action_space": "ee_delta",
-                                    "reward": cfg.reward, "shaping": cfg.shaping})
+    meta = {"kind": "sb3", "algo": cfg.algo, "task": cfg.task, "observation": "policy_state",
+            "action_space": "ee_delta", "reward": cfg.reward, "shaping": cfg.shaping}
+    if cfg.init_policy is not None:
+        meta.update(kind="residual", base=str(Path(cfg.init_policy).resolve()), scale=residual_scale)
+    atomic_json(out / POLICY_META, meta)
+
+
+def residual_scale_at(cfg: RLConfig, episodes: int) -> float:
+    """The residual's bound after ``episodes`` online episodes: grown linearly from the start value."""
+    frac = min(1.0, episodes / max(cfg.residual_grow_episodes, 1))
+    return float(cfg.residual_scale_start + frac * (cfg.residual_scale - cfg.residual_scale_start))

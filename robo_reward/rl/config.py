@@ -51,10 +51,27 @@ class RLConfig:
     actor_warmup: int = 1000
     """With --bc-weight: critic-only updates first (the actor stays the BC policy while the critic
     learns its value from demos and online data)."""
+    init_policy: Path | None = None
+    """Fine-tune this policy (a train-bc run: state or image, chunked) instead of learning from
+    scratch: it stays frozen and SAC learns a bounded residual on top (ResFiT), so the run starts
+    at the policy's own actions."""
+    residual_scale: float = 0.3
+    """With --init-policy: the largest residual, in action units ([-1, 1] per axis)."""
+    residual_scale_start: float = 0.1
+    """With --init-policy: the residual's bound at the start, grown linearly to --residual-scale."""
+    residual_grow_episodes: int = 50
+    """With --init-policy: online episodes over which the residual's bound grows."""
+    refit_every: int = 0
+    """Refit the reward model on the policy's own rollouts every this many online episodes,
+    labelled only by each episode's success flag (0: never; the model stays frozen)."""
+    refit_steps: int = 300
+    """Gradient steps of each refit."""
     algo: Algo = Algo.SAC
     """sac or ppo."""
     steps: int = 20000
     """Environment steps (summed over the parallel envs)."""
+    max_episodes: int = 0
+    """Stop after this many online episodes (0: run all --steps); the budget fine-tuning is measured in."""
     num_envs: int = 4
     """Parallel envs in one process (the reward model is batched across them)."""
     out: Path = Path("outputs/rl/run")
@@ -107,6 +124,13 @@ class RLConfig:
     eval_every: int = 2000
     """Evaluate the deterministic policy every this many env steps."""
     eval_episodes: int = 10
+    eval_every_episodes: int = 0
+    """Evaluate every this many online episodes instead (and before the first), if > 0."""
+    eval_seed: int = 10_000
+    """Evaluation episodes use seeds eval_seed, eval_seed+1, ... (the same for every run)."""
+    phi_corr_episodes: int = 0
+    """At each evaluation, roll out this many rendered episodes and log the Pearson correlation of
+    the learned Phi with the true progress along them (--reward=learned; 0: off)."""
     checkpoint_every: int = 5000
     resume: bool = True
     """Continue from <out>/checkpoint when it exists."""
@@ -150,6 +174,17 @@ class RLConfig:
             raise ValueError(f"--gamma: {self.gamma}; expected in (0, 1]")
         if not (self.value_horizon >= 0):
             raise ValueError(f"--value-horizon: {self.value_horizon}; expected steps >= 0 (0: Phi is the progress)")
+        if self.init_policy is not None:
+            if self.algo != "sac":
+                raise ValueError("--init-policy: fine-tuning is residual SAC; use --algo=sac")
+            if not (Path(self.init_policy) / "policy.json").is_file():
+                raise FileNotFoundError(f"--init-policy: {self.init_policy}/policy.json missing; expected a run "
+                                        "written by `robo-reward train-bc`")
+            if not (0 < self.residual_scale_start <= self.residual_scale <= 2):
+                raise ValueError(f"--residual-scale-start/--residual-scale: {self.residual_scale_start}/"
+                                 f"{self.residual_scale}; expected 0 < start <= scale <= 2")
+        if self.refit_every < 0 or (self.refit_every > 0 and self.reward != "learned"):
+            raise ValueError(f"--refit-every: {self.refit_every}; expected >= 0, and > 0 only with --reward=learned")
         if self.demos is not None and not (Path(self.demos) / "meta" / "info.json").is_file():
             raise ValueError(f"--demos: {self.demos} is not a LeRobot dataset (no meta/info.json)")
 

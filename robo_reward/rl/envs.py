@@ -12,6 +12,7 @@ from robo_reward.envs import TASKS, VEC_ENVS, make_env
 from robo_reward.rl.config import RLConfig
 from robo_reward.rl.observation import RLObservation
 from robo_reward.rl.potentials import GroundTruthPotential, LearnedPotential, Potential, ZeroPotential
+from robo_reward.rl.residual_env import ResidualVecEnv, check_init_policy
 from robo_reward.rl.shaped_vec_env import ShapedVecEnv
 from robo_reward.rl.shaping import Shaper
 
@@ -49,12 +50,17 @@ def check_stages(task: str, stage_names: tuple[str, ...], run: str) -> None:
 
 
 def make_vec_env(task: str, num_envs: int, potential: Potential | None, shaper: Shaper, seed: int,
-                 max_episode_steps: int | None = None, image_size: int = 64, vectorized: str = "auto") -> ShapedVecEnv:
-    """SB3 VecEnv of ``task`` that renders only the potential's cameras, shaped by ``shaper``: a
-    DummyVecEnv of single envs, or for a task with a batched env (ManiSkill on a GPU) one batched sim."""
+                 max_episode_steps: int | None = None, image_size: int = 64, vectorized: str = "auto",
+                 init_policy: str | Path | None = None, residual_scale: float = 0.0) -> ShapedVecEnv:
+    """SB3 VecEnv of ``task`` that renders only the cameras the potential (and a base policy) read,
+    shaped by ``shaper``: a DummyVecEnv of single envs, or for a task with a batched env (ManiSkill
+    on a GPU) one batched sim. With ``init_policy``, the agent acts as a residual on that frozen
+    policy (:class:`~robo_reward.rl.residual_env.ResidualVecEnv`)."""
     cameras = tuple(potential.cameras) if potential is not None else ()
+    if init_policy is not None:
+        cameras = tuple(dict.fromkeys([*cameras, *base_cameras(init_policy)]))
     progress = potential is not None and potential.needs_progress
-    if use_batched_env(task, vectorized, progress):
+    if use_batched_env(task, vectorized, progress) and init_policy is None:
         if progress:
             raise ValueError("--reward=dense on the batched ManiSkill env: its ground-truth progress is computed "
                              "per env; use --reward=learned or sparse there, or --vectorized=false")
@@ -70,7 +76,16 @@ def make_vec_env(task: str, num_envs: int, potential: Potential | None, shaper: 
 
     venv = DummyVecEnv([thunk(i) for i in range(num_envs)])
     venv.seed(seed)
+    if init_policy is not None:
+        check_init_policy(init_policy, task, venv.observation_space, venv.action_space.shape[0])
+        venv = ResidualVecEnv(venv, init_policy, residual_scale)
     return ShapedVecEnv(venv, potential or ZeroPotential(), shaper)
+
+
+def base_cameras(run: str | Path) -> tuple[str, ...]:
+    import json
+
+    return tuple(json.loads((Path(run) / "policy.json").read_text()).get("cameras") or ())
 
 
 def use_batched_env(task: str, vectorized: str, needs_progress: bool = False) -> bool:

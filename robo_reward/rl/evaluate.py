@@ -85,6 +85,42 @@ def evaluate_policy(policy, task: str, episodes: int, seed: int = 10_000, max_ep
     return out
 
 
+def phi_truth_correlation(policy, task: str, episodes: int, potentials: dict[str, LearnedPotential],
+                          seed: int = 20_000, max_episode_steps: int | None = None) -> dict[str, Any]:
+    """Roll ``policy`` out for ``episodes`` rendered episodes and report, for each named potential,
+    the Pearson correlation of its Phi with the sim's true progress over all their frames (the
+    hacking monitor: a potential the policy exploits reads high where the truth is low)."""
+    first = next(iter(potentials.values()))
+    cams = tuple(dict.fromkeys([*policy.cameras, *first.cameras]))
+    size = first.models[0].config.image_size
+    env = RLObservation(make_env(task, cameras=cams, width=size, height=size, max_episode_steps=max_episode_steps))
+    phis: dict[str, list[float]] = {k: [] for k in potentials}
+    truth: list[float] = []
+    for k in range(episodes):
+        obs, info = env.reset(seed=seed + k)
+        policy.reset()
+        first_step, done = True, False
+        while True:
+            for name, pot in potentials.items():
+                phis[name].append(float(pot(batch_obs([obs]), np.array([first_step]))[0]))
+            truth.append(float(info["progress"]))
+            if done:
+                break
+            first_step = False
+            a = np.clip(policy.act(obs, env), env.action_space.low, env.action_space.high)
+            obs, _, term, trunc, info = env.step(a)
+            done = term or trunc
+    env.close()
+    t = np.asarray(truth)
+    out: dict[str, Any] = {}
+    for name, v in phis.items():
+        p = np.asarray(v)
+        ok = np.isfinite(p)
+        out[name] = float(np.corrcoef(p[ok], t[ok])[0, 1]) if ok.sum() > 2 and p[ok].std() > 0 and t.std() > 0 \
+            else None
+    return out
+
+
 def write_rollout_video(path: Path, frames: list[np.ndarray], phis: list[float], success: bool,
                         fps: int = 20, scale: int = 3) -> None:
     """Views side by side, the live progress as a bar and a number (when a reward model is given)."""

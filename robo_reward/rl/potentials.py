@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 from robo_reward.reward.inference import ProgressStream, load_models
 from robo_reward.reward.modeling import ProcessRewardModel
@@ -73,6 +74,8 @@ class LearnedPotential(Potential):
         self.last_stage = np.full(num_envs, -1, dtype=np.int64)
         self.last_success = np.full(num_envs, np.nan)
         self.spread: np.ndarray | None = None
+        # per env and model: [progress_stage, hidden...] of the last call (what a refit relabels from)
+        self.last_features = np.full((num_envs, len(self.models), 1 + cfg.dim), np.nan, np.float32)
 
     @classmethod
     def from_runs(cls, runs: str | Sequence[str], num_envs: int = 1, device: str = "cpu") -> LearnedPotential:
@@ -127,7 +130,23 @@ class LearnedPotential(Potential):
         vals = out.progress.mean(axis=0).astype(np.float64)
         vals[~finite] = np.nan
         phi[rows] = vals
+        self.last_features[rows] = np.concatenate([out.progress_stage[..., None], out.hidden], -1).transpose(1, 0, 2)
+        self.last_features[rows[~finite]] = np.nan
         return phi
+
+    @torch.no_grad()
+    def phi_from_features(self, feats: np.ndarray) -> np.ndarray:
+        """Phi again from saved :attr:`last_features` rows (..., M, 1 + D) with the models' current
+        heads: after a refit, the replay buffer's shaped rewards are recomputed with this."""
+        feats = np.asarray(feats, np.float32)
+        vals = []
+        for m, model in enumerate(self.models):
+            p = torch.as_tensor(feats[..., m, 0])
+            if model.config.refit_head:
+                h = torch.as_tensor(np.nan_to_num(feats[..., m, 1:]))
+                p = p * torch.sigmoid(model.refit(h).squeeze(-1))
+            vals.append(p.clamp(0.0, 1.0).numpy())
+        return np.mean(vals, axis=0).astype(np.float64)
 
     def disagreement(self) -> np.ndarray | None:
         return self.spread if len(self.models) > 1 else None

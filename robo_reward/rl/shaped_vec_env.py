@@ -23,7 +23,12 @@ class ShapedVecEnv(VecEnvWrapper):
         self.potential = potential
         self.shaper = shaper
         self._phi = np.zeros(venv.num_envs)
+        self._feat: np.ndarray | None = None
         self.time_in_potential = 0.0
+
+    def _features(self) -> np.ndarray | None:
+        f = getattr(self.potential, "last_features", None)
+        return None if f is None else f.copy()
 
     def _call_potential(self, obs, first, active=None) -> np.ndarray:
         t0 = time.perf_counter()
@@ -34,6 +39,7 @@ class ShapedVecEnv(VecEnvWrapper):
     def reset(self):
         obs = self.venv.reset()
         self._phi = self._call_potential(obs, np.ones(self.num_envs, bool))
+        self._feat = self._features()
         return obs["state"]
 
     def step_wait(self):
@@ -44,15 +50,21 @@ class ShapedVecEnv(VecEnvWrapper):
         if dones.any():
             next_obs = batch_obs([infos[i]["terminal_observation"] if dones[i] else index_obs(obs, i) for i in range(n)])
         phi_next = self._call_potential(next_obs, np.zeros(n, bool))
+        feat_next = self._features()
         shaped, f = self.shaper(r, self._phi, phi_next, term, self.potential.disagreement())
         for i in range(n):
-            infos[i].update(env_reward=float(r[i]), shaping=float(f[i]), phi=float(phi_next[i]))
+            infos[i].update(env_reward=float(r[i]), shaping=float(f[i]), phi=float(phi_next[i]), terminal=bool(term[i]))
+            if feat_next is not None:  # what Phi(s) and Phi(s') were computed from (a refit recomputes them)
+                infos[i]["phi_features"] = (self._feat[i], feat_next[i])
             if dones[i]:
                 infos[i]["terminal_observation"] = infos[i]["terminal_observation"]["state"]
         self._phi = phi_next.copy()
+        self._feat = feat_next
         if dones.any():  # the new episodes' first frames
             phi_reset = self._call_potential(obs, dones.astype(bool), active=dones.astype(bool))
             self._phi[dones] = phi_reset[dones]
+            if self._feat is not None:
+                self._feat[dones] = self.potential.last_features[dones]
         return obs["state"], shaped.astype(np.float32), dones, infos
 
     @property
