@@ -29,7 +29,7 @@ import torch
 from tqdm import tqdm
 
 from robo_reward.data.frames import load_frame_cache, random_shift
-from robo_reward.data.lerobot_io import DatasetError
+from robo_reward.data.lerobot_io import DatasetError, load_episode_meta
 from robo_reward.data.table import FrameTable, load_frame_table, read_progress_parquet
 from robo_reward.policies.chunk import ChunkPolicy, save_bc_policy
 from robo_reward.policies.features import state_features
@@ -80,6 +80,9 @@ class TrainBCConfig:
     frame_weights: bool = True
     """With --rabc: weight frames by progress gain. False keeps only the episode filter
     (--min-final-progress) with uniform weights: 'filtered BC', a baseline."""
+    add_successes: NameList = field(default_factory=NameList)
+    """Recordings (e.g. `deploy --record` rollouts) whose successful episodes join the training data:
+    Filtered BC (state policies)."""
     seed: int = 0
     wandb: WandbMode = WandbMode.OFFLINE
     """offline (the default), online or disabled (true/false: offline/disabled)."""
@@ -89,6 +92,9 @@ class TrainBCConfig:
         self.obs = as_enum(PolicyObs, self.obs, "--obs")
         self.wandb = as_enum(WandbMode, self.wandb, "--wandb")
         self.cameras = NameList.parse(self.cameras)
+        self.add_successes = NameList.parse(self.add_successes)
+        if self.add_successes and (self.obs == "images" or self.rabc):
+            raise ValueError("--add-successes: Filtered BC is for plain BC of a state policy; drop --obs=images/--rabc")
         if self.kappa < 0:
             raise ValueError(f"--kappa: {self.kappa}; expected >= 0")
         if self.chunk < 1 or not (1 <= self.n_action_steps <= self.chunk):
@@ -162,10 +168,29 @@ def weighted_chunk_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Te
     return (normalize_batch(weights) * per).mean()
 
 
+def add_successful_episodes(table: FrameTable, root: Path) -> FrameTable:
+    """``table`` with the successful episodes of the recording at ``root`` appended (their episode
+    and frame indices moved past the table's own)."""
+    more = load_frame_table(root, table.task)
+    metas = load_episode_meta(root)
+    keep = np.isin(more.episode_index, [e for e, m in metas.items() if m.success])
+
+    def cat(a, b):
+        return None if a is None or b is None else np.concatenate([a, b[keep]])
+
+    return FrameTable(table.root, np.concatenate([table.index, more.index[keep] + table.index.max() + 1]),
+                      np.concatenate([table.episode_index, more.episode_index[keep] + table.episode_index.max() + 1]),
+                      cat(table.frame_index, more.frame_index), cat(table.state, more.state),
+                      cat(table.env_state, more.env_state), cat(table.action, more.action),
+                      cat(table.gt_progress, more.gt_progress), table.task, cat(table.tcp, more.tcp))
+
+
 def train_bc(cfg: TrainBCConfig) -> dict[str, Any]:
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     table = load_frame_table(cfg.dataset, cfg.task)
+    for extra in cfg.add_successes:
+        table = add_successful_episodes(table, Path(extra))
     states = state_features(table, cfg.obs)
     targets, mask = chunk_targets(table, cfg.chunk)
     weights, wstats = sample_weights(cfg, table)

@@ -137,6 +137,8 @@ def load_or_build_model(cfg: RLConfig, venv, demo: DemoTransitions | None,
     if cfg.init_policy is not None and not resumed:
         start_residual_at_zero(model)
         model.actor.optimizer.warmup_left = cfg.actor_warmup  # the critic learns the base's value first
+    if cfg.init_policy is not None and cfg.residual_penalty > 0:
+        model.install_residual_penalty(cfg.residual_penalty)
     return model, resumed
 
 

@@ -108,5 +108,22 @@ class BCRegularizedSAC(SAC):
         self.actor.optimizer.warmup_left = warmup
         self.bc_stats = stats
 
+    def install_residual_penalty(self, weight: float, batch: int = 256) -> None:
+        """Add ``weight * ||pi(s)||^2`` on a batch of replayed states to every actor update: a
+        residual actor moves off the base policy only where the critic pays for it."""
+        stats = {"residual_sq": 0.0}
+
+        def hook() -> None:
+            if self.replay_buffer is None or self.replay_buffer.size() == 0:
+                return
+            obs = self.replay_buffer.sample(batch).observations
+            pi = self.actor(obs, deterministic=True)
+            sq = (pi ** 2).mean()
+            (weight * sq).backward()
+            stats["residual_sq"] = float(sq.detach())
+
+        self.actor.optimizer.hook = hook
+        self.bc_stats = stats
+
     def _excluded_save_params(self) -> list[str]:
         return [*super()._excluded_save_params(), "bc_stats"]
