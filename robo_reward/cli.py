@@ -128,6 +128,8 @@ class RefitRewardConfig:
     """Where to write the refit model (a new run directory)."""
     steps: int = 300
     """Gradient steps of the success discriminator."""
+    failure_tail: float = 0.25
+    """Share of each failed episode's last frames taken as failure states."""
     seed: int = 0
 
 
@@ -222,7 +224,7 @@ def cmd_annotate_progress(cfg: AnnotateProgressConfig) -> int:
 def cmd_refit_reward(cfg: RefitRewardConfig) -> int:
     from robo_reward.reward.refit import refit_from_recordings
 
-    r = refit_from_recordings(cfg.model, cfg.rollouts, cfg.out, cfg.steps, cfg.seed)
+    r = refit_from_recordings(cfg.model, cfg.rollouts, cfg.out, cfg.steps, cfg.seed, failure_tail=cfg.failure_tail)
 
     def fmt(a, b):
         return "n/a" if a is None else f"{a:.3f} -> {b:.3f}"

@@ -71,6 +71,8 @@ class RLConfig:
     labelled only by each episode's success flag (0: never; the model stays frozen)."""
     refit_steps: int = 300
     """Gradient steps of each refit."""
+    refit_failure_tail: float = 0.25
+    """Share of each failed episode's last frames the refit takes as failure states."""
     algo: Algo = Algo.SAC
     """sac or ppo."""
     steps: int = 20000

@@ -20,8 +20,9 @@ class RolloutRefitter:
     each model's success discriminator on demos + rollouts and relabels the replay buffer."""
 
     def __init__(self, potential: LearnedPotential, shaper: Shaper, runs: list[str], num_envs: int, capacity: int,
-                 steps: int = 300, seed: int = 0, progress_bar: bool = False):
+                 steps: int = 300, seed: int = 0, progress_bar: bool = False, failure_tail: float = 0.25):
         self.potential, self.shaper, self.steps, self.seed = potential, shaper, steps, seed
+        self.failure_tail = failure_tail
         self.frozen = [copy.deepcopy(m) for m in potential.models]  # the models as given, for comparison
         self.demos = [demo_features(m, r, progress_bar) for m, r in zip(potential.models, runs, strict=True)]
         self.rollouts = [LabelledFeatures() for _ in potential.models]
@@ -62,7 +63,8 @@ class RolloutRefitter:
         for m, model in enumerate(self.potential.models):
             data = LabelledFeatures(self.demos[m].hidden + self.rollouts[m].hidden,
                                     self.demos[m].success + self.rollouts[m].success)
-            rec[f"model{m}"] = fit_refit_head(model, data, self.steps, seed=self.seed + len(self.history))
+            rec[f"model{m}"] = fit_refit_head(model, data, self.steps, seed=self.seed + len(self.history),
+                                              failure_tail=self.failure_tail)
         if replay_buffer is not None:
             rec["relabelled"] = self.relabel(replay_buffer)
         self.history.append(rec)

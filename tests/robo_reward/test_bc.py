@@ -153,3 +153,30 @@ def test_episode_filter_and_oracle_weights(tiny_dataset, tmp_path):
         assert stats["episodes_dropped"] == sum(f < cut for f in final.values())
     w2, stats2 = sample_weights(TrainBCConfig(dataset=tiny_dataset, out=tmp_path, oracle=True), table)
     assert 0 < stats2["mean_weight"] < 1 and set(np.unique(w2)) != {1.0}
+
+
+def test_filtered_bc_adds_only_the_successful_episodes_of_recordings(tiny_dataset, tmp_path, capsys):
+    import shutil
+
+    from robo_reward.data.lerobot_io import SIDECAR, load_episode_meta, materialize_annotations
+    from robo_reward.policies.train_bc import TrainBCConfig, add_successful_episodes, train_bc
+
+    rec = tmp_path / "rollouts"
+    shutil.copytree(tiny_dataset, rec)
+    metas = load_episode_meta(rec)
+    lines = [json.loads(x) for x in (rec / SIDECAR).read_text().splitlines()]
+    for rec_line in lines:  # a recording whose episodes 0 and 2 failed
+        rec_line["success"] = rec_line["episode_index"] not in (0, 2)
+    (rec / SIDECAR).write_text("".join(json.dumps(x) + "\n" for x in lines))
+    materialize_annotations(rec)
+    base = load_frame_table(tiny_dataset)
+    both = add_successful_episodes(base, rec)
+    kept = sum(m.length for i, m in metas.items() if i not in (0, 2))
+    assert len(both.index) == len(base.index) + kept and len(np.unique(both.index)) == len(both.index)
+    assert len(both.episodes) == len(base.episodes) + len(metas) - 2
+    r = train_bc(TrainBCConfig(dataset=tiny_dataset, out=tmp_path / "fbc", steps=5, batch_size=16, wandb=False,
+                               progress_bar=False, add_successes=[str(rec)]))
+    assert r["frames"] == len(both.index)
+    assert main(["train-bc", f"--dataset={tiny_dataset}", f"--out={tmp_path / 'x'}", f"--add-successes={rec}",
+                 "--rabc=true", "--oracle=true"]) == 2
+    assert "--add-successes: Filtered BC is for plain BC" in capsys.readouterr().err
