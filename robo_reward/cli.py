@@ -177,7 +177,11 @@ def cmd_collect(cfg: CollectConfig) -> int:
 def cmd_import_raw(cfg: ImportRawConfig) -> int:
     from robo_reward.data.raw_import import import_raw
 
-    n = import_raw(cfg.src, cfg.out, list(cfg.stages) or None, list(cfg.cameras) or None, append=cfg.append)
+    detected: set[str] = set()
+    n = import_raw(cfg.src, cfg.out, list(cfg.stages) or None, list(cfg.cameras) or None, append=cfg.append,
+                   detected=detected)
+    for d in sorted(detected):
+        print(f"detected: {d}")
     print(f"imported {n} episodes into {cfg.out}")
     return 0
 

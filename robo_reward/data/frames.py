@@ -152,7 +152,7 @@ def episode_labels(root: Path, rec: dict, start: int, use_stages: bool, stage_na
         if names is None or len(names) == 0:
             raise AnnotationError(f"{root}/meta/episodes: episode {rec['episode_index']} has no annotations")
         seg = Segments(tuple(names), tuple(int(x) for x in rec["sparse_subtask_start_frames"]),
-                       tuple(int(x) for x in rec["sparse_subtask_end_frames"]))
+                       tuple(int(x) for x in rec["sparse_subtask_end_frames"])).normalized(n)
         seg.validate(n, where=f"{root}/meta/episodes episode {rec['episode_index']}")
         unknown = set(seg.names) - set(stage_names)
         if unknown:

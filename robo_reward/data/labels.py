@@ -43,6 +43,23 @@ class Segments:
                     f"{self.ends[i - 1]}")
         return self
 
+    def normalized(self, length: int) -> Segments:
+        """The same segments with inclusive ends, from either convention real annotations use: where a
+        subtask's end equals the next one's start (LeRobot's annotator, Robo-Dopamine's keyframes),
+        that end is exclusive; a last end equal to the episode length is exclusive too. Genuine
+        overlaps are left for :meth:`validate` to refuse."""
+        ends = list(self.ends)
+        for i in range(len(ends) - 1):
+            if ends[i] == self.starts[i + 1]:
+                ends[i] -= 1
+        if ends and ends[-1] == length:
+            ends[-1] = length - 1
+        return Segments(self.names, self.starts, tuple(ends))
+
+    @property
+    def shares_boundaries(self) -> bool:
+        return any(self.ends[i] == self.starts[i + 1] for i in range(len(self.ends) - 1))
+
     @classmethod
     def from_stage_per_frame(cls, stage_names: Sequence[str], stage_of_frame: Sequence[int]) -> Segments:
         """Contiguous segments from a per-frame stage index: a stage starts where it is first

@@ -36,6 +36,7 @@ from robo_reward.data.lerobot_io import (
 from robo_reward.data.video import read_video
 
 IMPORTS_FILE = "meta/robo_reward_imports.json"
+INSTRUCTIONS_FILE = "meta/robo_reward_instructions.json"  # task -> every paraphrase the recordings give
 
 
 @dataclass
@@ -45,9 +46,13 @@ class RawEpisode:
     length: int
     size: tuple[int, int]  # (height, width)
     fps: int
-    instruction: str
+    instructions: list[str]  # the first is the episode's task; the rest are paraphrases
     segments: Segments
     sha256: str
+
+    @property
+    def instruction(self) -> str:
+        return self.instructions[0]
 
     def frames(self) -> list[dict]:
         """Decode the episode's videos (again) into LeRobot frames; one episode in memory at a time."""
@@ -68,12 +73,22 @@ def content_hash(ep_dir: Path) -> str:
     return h.hexdigest()
 
 
-def _read_keyframes(kf_path: Path, length: int) -> Segments:
+KEYFRAME_KEYS = ("annotation", "anotation")  # Robo-Dopamine's released data spells it "anotation"
+
+
+def _read_keyframes(kf_path: Path, length: int, detected: set[str]) -> Segments:
     try:
         kf = json.loads(kf_path.read_text())
         items = sorted(kf, key=lambda x: int(x["start_frame_id"]))
-        seg = Segments(tuple(str(x["annotation"]) for x in items),
-                       tuple(int(x["start_frame_id"]) for x in items),
+        names = []
+        for x in items:
+            key = next((k for k in KEYFRAME_KEYS if k in x), None)
+            if key is None:
+                raise KeyError(f"'annotation' (or 'anotation') in {x}")
+            if key != "annotation":
+                detected.add(f"keyframe key {key!r}")
+            names.append(str(x[key]))
+        seg = Segments(tuple(names), tuple(int(x["start_frame_id"]) for x in items),
                        tuple(int(x["end_frame_id"]) for x in items))
     except FileNotFoundError as e:
         raise DatasetError(f"{kf_path}: missing; expected a list of {{annotation, start_frame_id, "
@@ -85,6 +100,11 @@ def _read_keyframes(kf_path: Path, length: int) -> Segments:
     if repeated:
         raise DatasetError(f"{kf_path}: subtask {repeated[0]!r} appears more than once in {list(seg.names)}; "
                            "expected each subtask once, in order (a repeat makes the progress labels run backwards)")
+    if seg.shares_boundaries:
+        detected.add("shared subtask boundaries (an end equal to the next start is exclusive)")
+    seg = seg.normalized(length)
+    if seg.starts[0] > 0 or seg.ends[-1] < length - 1:
+        detected.add("frames outside every subtask (before: stage 0 at progress 0; after: the last stage at 1)")
     try:
         seg.validate(length, where=str(kf_path))
     except AnnotationError as e:
@@ -92,24 +112,28 @@ def _read_keyframes(kf_path: Path, length: int) -> Segments:
     return seg
 
 
-def _read_instruction(ti_path: Path) -> str:
+def read_instructions(path: Path) -> list[str]:
+    """``task_instruction.json``: a string, ``{"task_instruction": ...}`` (or ``instruction``), or a
+    list of paraphrases; returns them all (the first is the episode's task)."""
+    expected = 'expected a JSON string, {"task_instruction": "..."} or a list of paraphrases'
     try:
-        ti = json.loads(ti_path.read_text())
+        ti = json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError) as e:
-        raise DatasetError(f"{ti_path}: missing or malformed ({e}); expected a JSON string or "
-                           '{"task_instruction": "..."}') from e
+        raise DatasetError(f"{path}: missing or malformed ({e}); {expected}") from e
     if isinstance(ti, dict):
         ti = ti.get("task_instruction") or ti.get("instruction")
-    elif isinstance(ti, list):
-        ti = ti[0] if ti else None
-    if not isinstance(ti, str) or not ti:
-        raise DatasetError(f"{ti_path}: no instruction text found; expected a JSON string or "
-                           '{"task_instruction": "..."}')
-    return ti
+    texts = ti if isinstance(ti, list) else [ti]
+    if not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+        raise DatasetError(f"{path}: no instruction text found (got {str(ti)[:80]!r}); {expected}")
+    return [t.strip() for t in texts]
 
 
-def read_raw_episode(ep_dir: Path, cameras: list[str] | None = None) -> RawEpisode:
-    """Read and check one episode directory (every video is decoded once; frames are not kept)."""
+def read_raw_episode(ep_dir: Path, cameras: list[str] | None = None,
+                     detected: set[str] | None = None) -> RawEpisode:
+    """Read and check one episode directory (every video is decoded once; frames are not kept). Its
+    instruction comes from ``task_instruction.json`` in the episode, else from the one beside the
+    ``episode_*`` directories (Robo-Dopamine's layout)."""
+    detected = detected if detected is not None else set()
     vids = sorted(ep_dir.glob("cam_*.mp4"))
     if not vids:
         raise DatasetError(f"{ep_dir}: no cam_<name>.mp4 files; expected at least one camera video")
@@ -131,10 +155,16 @@ def read_raw_episode(ep_dir: Path, cameras: list[str] | None = None) -> RawEpiso
     if len(set(shapes.values())) != 1:
         raise DatasetError(f"{ep_dir}: frame sizes differ across cameras {shapes}; expected one size")
     length = next(iter(counts.values()))
-    seg = _read_keyframes(ep_dir / "annotated_keyframes.json", length)
-    instruction = _read_instruction(ep_dir / "task_instruction.json")
+    seg = _read_keyframes(ep_dir / "annotated_keyframes.json", length, detected)
+    ti = ep_dir / "task_instruction.json"
+    if not ti.is_file() and (ep_dir.parent / "task_instruction.json").is_file():
+        ti = ep_dir.parent / "task_instruction.json"
+        detected.add("instruction beside the episodes (shared by all)")
+    instructions = read_instructions(ti)
+    if len(instructions) > 1:
+        detected.add(f"{len(instructions)} paraphrases of the instruction (the first is the task)")
     return RawEpisode(ep_dir, sorted(counts), length, next(iter(shapes.values())), next(iter(fpss.values())),
-                      instruction, seg, content_hash(ep_dir))
+                      instructions, seg, content_hash(ep_dir))
 
 
 def check_episodes(episodes: list[RawEpisode], stages: list[str] | None) -> list[str]:
@@ -194,9 +224,11 @@ def _stage_existing(out: Path, staging: Path) -> None:
 
 
 def import_raw(src: str | Path, out: str | Path, stages: list[str] | None = None,
-               cameras: list[str] | None = None, append: bool = False, progress: bool = True) -> int:
+               cameras: list[str] | None = None, append: bool = False, progress: bool = True,
+               detected: set[str] | None = None) -> int:
     """Convert every ``episode_*`` under ``src`` into ``out``, all or nothing; returns the number of
-    episodes written."""
+    episodes written. ``detected`` collects the layout conventions found (printed by the CLI)."""
+    detected = detected if detected is not None else set()
     src, out = Path(src), Path(out)
     _finish_interrupted_swap(out)
     ep_dirs = sorted(p for p in src.glob("episode_*") if p.is_dir())
@@ -208,7 +240,8 @@ def import_raw(src: str | Path, out: str | Path, stages: list[str] | None = None
     if exists and not append:
         raise DatasetError(f"{out}: a dataset already exists here; pass --append to add these episodes to it, "
                            "or choose another --out")
-    episodes = [read_raw_episode(d, cameras) for d in tqdm(ep_dirs, desc="check raw", disable=not progress)]
+    episodes = [read_raw_episode(d, cameras, detected) for d in tqdm(ep_dirs, desc="check raw",
+                                                                     disable=not progress)]
     lock = WriterLock(out)
     try:
         if exists:
@@ -255,6 +288,11 @@ def _write(episodes: list[RawEpisode], root: Path, stages: list[str], progress: 
     finally:
         writer.finalize()
     (root / IMPORTS_FILE).write_text(json.dumps(imports, indent=1))
+    path = root / INSTRUCTIONS_FILE
+    para = json.loads(path.read_text()) if path.is_file() else {}
+    for ep in episodes:
+        para[ep.instruction] = list(dict.fromkeys([*para.get(ep.instruction, []), *ep.instructions]))
+    path.write_text(json.dumps(para, indent=1))
 
 
 def _replaced(out: Path) -> Path:

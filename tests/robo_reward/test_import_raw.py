@@ -173,3 +173,74 @@ def test_an_import_killed_between_its_two_renames_gets_the_old_dataset_back(tmp_
     with pytest.raises(DatasetError, match="1 of these 1 episodes were already imported"):
         import_raw(src, out, append=True, progress=False)
     assert _tree_state(out) == before and not (tmp_path / ".ds.replaced").exists()
+
+
+def make_released_layout(root, n_eps=2, n=30):
+    """Robo-Dopamine's released example layout, reproduced: cam_high / cam_left_wrist /
+    cam_right_wrist videos (4:3), one task_instruction.json beside the episodes holding a list of
+    paraphrases, keyframes spelled 'anotation' whose subtasks share their boundary frames, with
+    frames before the first subtask and after the last."""
+    root.mkdir(parents=True)
+    paraphrases = ["clean the table", "wipe the table clean", "tidy up the table", "clear the table",
+                   "make the table clean"]
+    (root / "task_instruction.json").write_text(json.dumps(paraphrases))
+    for e in range(n_eps):
+        d = root / f"episode_{e:03d}"
+        d.mkdir()
+        for i, cam in enumerate(("high", "left_wrist", "right_wrist")):
+            write_video(d / f"cam_{cam}.mp4", n, h=24, w=32, seed=i)
+        kf = [{"anotation": "grasp the cloth", "start_frame_id": 3, "end_frame_id": 12},
+              {"anotation": "wipe", "start_frame_id": 12, "end_frame_id": 20},
+              {"anotation": "put the cloth back", "start_frame_id": 20, "end_frame_id": 26}]
+        (d / "annotated_keyframes.json").write_text(json.dumps(kf))
+    return root, paraphrases
+
+
+def test_import_raw_accepts_the_released_robo_dopamine_layout(tmp_path, capsys):
+    src, paraphrases = make_released_layout(tmp_path / "raw")
+    out = tmp_path / "ds"
+    assert main(["import-raw", f"--src={src}", f"--out={out}"]) == 0
+    printed = capsys.readouterr().out
+    for what in ("keyframe key 'anotation'", "shared subtask boundaries", "frames outside every subtask",
+                 "instruction beside the episodes", "5 paraphrases"):
+        assert f"detected: {what}" in printed, what
+    ds = open_dataset(out)
+    assert ds.num_episodes == 2 and sorted(k.removeprefix("observation.images.") for k in ds.meta.video_keys) == [
+        "high", "left_wrist", "right_wrist"]
+    m = load_episode_meta(out)[0]
+    assert m.subtask_names == ["grasp the cloth", "wipe", "put the cloth back"]
+    assert m.subtask_start_frames == [3, 12, 20] and m.subtask_end_frames == [11, 19, 26]
+    assert ds[0]["task"] == "clean the table"
+    assert json.loads((out / "meta" / "robo_reward_instructions.json").read_text()) == {"clean the table": paraphrases}
+    from robo_reward.data.frames import load_frame_cache
+
+    cache = load_frame_cache(out, ["high", "left_wrist", "right_wrist"], 32, progress=False)
+    ep = cache.episodes[0]
+    assert ep.progress[0] == 0 and ep.progress[-1] == pytest.approx(1.0) and np.all(np.diff(ep.progress) >= -1e-6)
+
+
+@pytest.mark.parametrize(("kf", "match"), [
+    ([{"anotation": "a", "start_frame_id": 0, "end_frame_id": 12}, {"anotation": "b", "start_frame_id": 10,
+                                                                     "end_frame_id": 20}], "overlapping segment 0 'a'"),
+    ([{"anotation": "a", "start_frame_id": 5, "end_frame_id": 2}], r"segment 0 'a' spans frames \[5, 2\]"),
+    ([{"label": "a", "start_frame_id": 0, "end_frame_id": 5}], r"'annotation' \(or 'anotation'\)"),
+])
+def test_the_released_layout_still_refuses_real_errors(tmp_path, kf, match):
+    src, _ = make_released_layout(tmp_path / "raw", n_eps=1)
+    (src / "episode_000" / "annotated_keyframes.json").write_text(json.dumps(kf))
+    with pytest.raises(DatasetError, match=match):
+        import_raw(src, tmp_path / "ds", progress=False)
+    assert not (tmp_path / "ds").exists()
+
+
+def test_lerobots_annotation_convention_reads_as_inclusive_segments():
+    """LeRobot's annotator writes frames as int(seconds * fps): each subtask ends on the frame where
+    the next starts, and the last may end at the episode length."""
+    from robo_reward.data.labels import AnnotationError, Segments
+
+    seg = Segments(("reach", "grasp", "lift"), (0, 10, 30), (10, 30, 50)).normalized(50)
+    assert seg.ends == (9, 29, 49) and seg.validate(50) is seg
+    with pytest.raises(AnnotationError, match="overlapping segment 0 'reach'"):
+        Segments(("reach", "grasp"), (0, 10), (12, 30)).normalized(50).validate(50)
+    with pytest.raises(AnnotationError, match=r"spans frames \[0, 51\]"):
+        Segments(("reach",), (0,), (51,)).normalized(50).validate(50)
