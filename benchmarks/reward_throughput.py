@@ -25,7 +25,7 @@ def main() -> None:
     p.add_argument("--out", default="benchmarks/results/reward_throughput.json")
     args = p.parse_args()
     model = ProcessRewardModel.load(args.model) if args.model else ProcessRewardModel(
-        RewardModelConfig(stage_names=list("abcde"), temporal_proportions=[0.2] * 5)).eval()
+        RewardModelConfig(cameras=["front", "side", "wrist"], stage_names=list("abcde"), temporal_proportions=[0.2] * 5)).eval()
     cfg = model.config
     res = {"threads": torch.get_num_threads(), "views": len(cfg.cameras), "window": cfg.window,
            "use_state": cfg.use_state,

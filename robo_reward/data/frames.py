@@ -9,6 +9,7 @@ is about 150 MB.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +56,7 @@ class FrameCache:
     fps: int
     has_annotations: bool
     state: np.ndarray | None = None  # (N, S) float32 observation.state, when asked for
+    success_known: bool = True  # False: the dataset records no success flag (every episode counted one)
 
     def episode_frames(self, ep: EpisodeLabels) -> np.ndarray:
         return self.frames[ep.start: ep.start + ep.length]
@@ -86,12 +88,35 @@ def load_frame_cache(root: str | Path, cameras: list[str], size: int = 64, label
     else:
         stage_names, proportions = ["task"], [1.0]
     starts = np.concatenate([[0], np.cumsum(eps["length"].to_numpy())[:-1]]).astype(int)
+    eps, success_known = episode_success(root, meta, eps)
     frames = decode_episodes(root, meta, eps, starts, cameras, size, progress)
     episodes = [episode_labels(root, rec, int(start), use_stages, stage_names, proportions)
                 for rec, start in zip(eps.to_dict("records"), starts, strict=True)]
     states = _load_state(root, meta, eps) if state else None
     return FrameCache(root, list(cameras), frames, episodes, stage_names, proportions, int(meta.fps), use_stages,
-                      states)
+                      states, success_known)
+
+
+def episode_success(root: Path, meta, eps: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
+    """Each episode's success flag: our ``success`` column, else LeRobot's per-frame ``next.success``
+    (any frame) or a final ``next.reward`` above 0; else unknown (every episode counted a success,
+    with a warning, and AUROC left out). Returns the episodes table with ``success`` and whether it
+    is known."""
+    if "success" in eps.columns:
+        return eps, True
+    for col in ("next.success", "next.reward"):
+        if col in meta.features:
+            df = read_frame_columns(root, ["episode_index", "frame_index", col])
+            df[col] = [float(np.asarray(v).reshape(-1)[0]) for v in df[col]]
+            g = df.sort_values("frame_index").groupby("episode_index")[col]
+            flag = (g.max() > 0) if col == "next.success" else (g.last() > 0)
+            eps = eps.copy()
+            eps["success"] = [bool(flag.get(int(e), False)) for e in eps["episode_index"]]
+            return eps, True
+    warnings.warn(f"{root}: no success flag per episode (no success column in meta/episodes, no next.success or "
+                  "next.reward per frame); every episode is taken as a success and AUROC is left out",
+                  UserWarning, stacklevel=3)
+    return eps, False
 
 
 def read_meta(root: Path, cameras: list[str]):
@@ -196,12 +221,24 @@ def hop_target(p_before: np.ndarray, p_after: np.ndarray, eps: float = 1e-3) -> 
     return np.clip(d / np.maximum(denom, eps), -1.0, 1.0)
 
 
-def split_episodes(n: int, held_out_frac: float, seed: int) -> tuple[list[int], list[int]]:
-    """A fixed, seeded train / held-out split of episode positions."""
+def split_episodes(n: int, held_out_frac: float, seed: int,
+                   success: list[bool] | None = None) -> tuple[list[int], list[int]]:
+    """A fixed, seeded train / held-out split of episode positions; with ``success`` flags of both
+    kinds, stratified: successes and failures are held out in proportion (at least one of each
+    kind that has two or more episodes), so VOC+ and AUROC are defined on the held-out set."""
     rng = np.random.default_rng(seed)
-    order = rng.permutation(n)
-    k = max(1, int(round(n * held_out_frac))) if n > 1 else 0
-    return sorted(order[k:].tolist()), sorted(order[:k].tolist())
+    if success is None or len(set(success)) < 2:
+        order = rng.permutation(n)
+        k = max(1, int(round(n * held_out_frac))) if n > 1 else 0
+        return sorted(order[k:].tolist()), sorted(order[:k].tolist())
+    train, held = [], []
+    for kind in (True, False):
+        pos = np.flatnonzero(np.asarray(success) == kind)
+        order = rng.permutation(pos)
+        k = max(1, int(round(len(pos) * held_out_frac))) if len(pos) > 1 else 0
+        held += order[:k].tolist()
+        train += order[k:].tolist()
+    return sorted(train), sorted(held)
 
 
 class WindowSampler:

@@ -9,8 +9,9 @@ from robo_reward.utils import NameList
 
 @dataclass
 class RewardModelConfig:
-    cameras: NameList = field(default_factory=lambda: NameList(["front", "side", "wrist"]))
-    """Camera views the model reads, in order."""
+    cameras: NameList = field(default_factory=NameList)
+    """Camera views the model reads, in order (default: every observation.images.* camera of the
+    training dataset, sorted by name)."""
     image_size: int = 64
     """Square input resolution; frames are resized to it."""
     window: int = 8
@@ -77,8 +78,6 @@ class RewardModelConfig:
 
     def __post_init__(self) -> None:
         self.cameras = NameList.parse(self.cameras)
-        if not self.cameras:
-            raise ValueError("cameras: empty; expected at least one camera name")
         if self.window < 1 or self.frame_gap < 1:
             raise ValueError(f"window/frame_gap: {self.window}/{self.frame_gap}; expected >= 1 each")
         if self.dim % self.heads:

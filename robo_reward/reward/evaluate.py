@@ -130,7 +130,7 @@ def evaluate(run: str | Path, dataset: str | Path, out_json: str | Path | None =
         "voc_pos": float(np.mean(voc_pos)) if voc_pos else None,
         "voc_neg": float(np.mean(voc_neg)) if voc_neg else None,
         "stage_accuracy": correct / total if total else None,
-        "auroc": auroc(np.array(finals), np.array(succ, dtype=bool)),
+        "auroc": auroc(np.array(finals), np.array(succ, dtype=bool)) if cache.success_known else None,
         "hop_mae": float(np.mean(hops)) if hops else None,
         "cameras_present": cameras_present or cfg.cameras,
         "occlude": occlude or {},

@@ -35,6 +35,9 @@ def make_refit_head(d: int) -> nn.Module:
 class ProcessRewardModel(nn.Module):
     def __init__(self, config: RewardModelConfig):
         super().__init__()
+        if not config.cameras:
+            raise ValueError("cameras: empty; expected at least one camera name (train-reward fills them in "
+                             "from the dataset)")
         self.config = config
         d, k = config.dim, config.num_stages
         self.encoder = make_encoder(config)

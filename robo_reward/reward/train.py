@@ -45,7 +45,8 @@ class TrainRewardConfig:
     out: Path = Path("outputs/reward/run")
     """Run directory: model, checkpoints, split, logs."""
     cameras: NameList = field(default_factory=NameList)
-    """Cameras to train on, front,wrist or [front,wrist] (default: the model config's)."""
+    """Cameras to train on, front,wrist or [front,wrist] (default: the model config's, else every camera of the
+    dataset, sorted)."""
     steps: int = 2500
     """Optimizer steps."""
     batch_size: int = 16
@@ -119,9 +120,14 @@ def train_reward(cfg: TrainRewardConfig, progress: bool = True) -> Path:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     mcfg = cfg.model
+    show = progress and acc.is_main_process
     if cfg.cameras:
         mcfg = dataclasses.replace(mcfg, cameras=NameList(cfg.cameras))
-    show = progress and acc.is_main_process
+    elif not mcfg.cameras:
+        mcfg = dataclasses.replace(mcfg, cameras=NameList(dataset_cameras(cfg.dataset)))
+        if show:
+            print(f"train-reward: cameras {', '.join(mcfg.cameras)} (every camera of {cfg.dataset}; --cameras to "
+                  "choose)")
     cache = load_frame_cache(cfg.dataset, mcfg.cameras, mcfg.image_size, cfg.labels, progress=show,
                              state=mcfg.use_state)
     mcfg = dataclasses.replace(mcfg, stage_names=cache.stage_names, temporal_proportions=cache.proportions,
@@ -186,6 +192,17 @@ def train_step(acc, model, opt, sched, sampler: WindowSampler, cfg: TrainRewardC
     return float(loss.detach()), terms
 
 
+def dataset_cameras(root: str | Path) -> list[str]:
+    """The dataset's camera names (its ``observation.images.*`` features), sorted."""
+    from robo_reward.data.lerobot_io import open_metadata
+
+    cams = sorted(k.removeprefix("observation.images.") for k in open_metadata(root).video_keys)
+    if not cams:
+        raise ValueError(f"{root}/meta/info.json: no observation.images.* video features; the reward model reads "
+                         "camera views")
+    return cams
+
+
 def resolve_split(cfg: TrainRewardConfig, cache: FrameCache, out: Path, is_main: bool) -> tuple[list[int], list[int]]:
     """(train, held-out) episode indices: the run's saved split, or a new seeded one written to it."""
     split_path = out / SPLIT
@@ -195,10 +212,16 @@ def resolve_split(cfg: TrainRewardConfig, cache: FrameCache, out: Path, is_main:
             raise ValueError(f"{split_path}: this run was trained on {split['dataset']}, not {cfg.dataset}; "
                              "use another --out")
         return split["train"], split["held_out"]
-    tr, ho = split_episodes(len(cache.episodes), cfg.held_out, cfg.seed)
+    success = [e.success for e in cache.episodes]
+    tr, ho = split_episodes(len(cache.episodes), cfg.held_out, cfg.seed, success)
     if not ho:
         warnings.warn(f"{cfg.dataset}: {len(cache.episodes)} episode(s), so none is held out; eval-reward on this "
                       "dataset will refuse, so evaluate on another one", UserWarning, stacklevel=2)
+    elif len({success[i] for i in ho}) < 2:
+        kind = "failures" if success[ho[0]] else "successes"
+        warnings.warn(f"{cfg.dataset}: the held-out split has no {kind} (the dataset has "
+                      f"{sum(success)} successful and {len(success) - sum(success)} failed episodes), so eval-reward "
+                      f"leaves {'AUROC' if kind == 'failures' else 'VOC+ and AUROC'} out", UserWarning, stacklevel=2)
     train_eps = [cache.episodes[i].index for i in tr]
     held_eps = [cache.episodes[i].index for i in ho]
     if is_main:

@@ -121,3 +121,42 @@ def test_interrupted_collect_keeps_saved_episodes_and_resumes(tmp_path):
     r = collect("push", n + 1, "mixed", out, seed=0, cameras=("front",), progress=False)
     assert r.total == n + 1
     assert open_dataset(out).num_episodes == n + 1
+
+
+def test_split_is_stratified_by_success_when_both_kinds_exist():
+    from robo_reward.data.frames import split_episodes
+
+    success = [True] * 12 + [False] * 4
+    tr, ho = split_episodes(16, 0.25, seed=0, success=success)
+    assert sorted(tr + ho) == list(range(16)) and not set(tr) & set(ho)
+    assert sum(success[i] for i in ho) == 3 and sum(not success[i] for i in ho) == 1
+    assert split_episodes(6, 0.34, 0) == split_episodes(6, 0.34, 0, [True] * 6)  # one kind: the plain split
+
+
+def test_success_comes_from_lerobots_per_frame_next_success_without_our_column(tiny_dataset, tmp_path):
+    import shutil
+
+    import pandas as pd
+
+    from robo_reward.data.frames import load_frame_cache
+
+    ds = tmp_path / "ds"
+    shutil.copytree(tiny_dataset, ds)
+    for f in sorted((ds / "meta" / "episodes").glob("chunk-*/file-*.parquet")):  # a plain LeRobot dataset
+        pd.read_parquet(f).drop(columns=["success"]).to_parquet(f)
+    with pytest.warns(UserWarning, match="no success flag per episode"):
+        cache = load_frame_cache(ds, ["front"], 16, progress=False)
+    assert not cache.success_known
+    # LeRobot's recorders write a per-frame next.success: add it as they would (here: the sim's truth)
+    info = json.loads((ds / "meta" / "info.json").read_text())
+    info["features"]["next.success"] = dict(info["features"]["gt.progress"])
+    (ds / "meta" / "info.json").write_text(json.dumps(info, indent=4))
+    (ds / "meta" / "robo_reward_commit.json").unlink()  # a hand edit of a finished dataset, not a recording
+    for f in sorted((ds / "data").glob("chunk-*/file-*.parquet")):
+        df = pd.read_parquet(f)
+        df["next.success"] = (np.stack(df["gt.progress"].to_numpy()).reshape(-1) > 0.999).astype(np.float32)
+        df.loc[df["episode_index"] == 0, "next.success"] = 0.0  # episode 0 is recorded as a failure
+        df.to_parquet(f)
+    cache = load_frame_cache(ds, ["front"], 16, progress=False)
+    truth = {i: m.success and i != 0 for i, m in load_episode_meta(tiny_dataset).items()}
+    assert cache.success_known and [e.success for e in cache.episodes] == [truth[e.index] for e in cache.episodes]

@@ -267,3 +267,16 @@ def test_rl_potential_preset_is_the_default_with_its_three_overrides():
                                                     "--model.use_state=false", "--model.window=1", "--batch_size=64"])
     assert preset == recipe
     assert not preset.model.use_state and preset.model.window == 1
+
+
+def test_train_reward_defaults_to_every_camera_of_the_dataset(tiny_dataset, tmp_path, capsys):
+    from robo_reward.reward.modeling import ProcessRewardModel
+    from robo_reward.reward.train import TrainRewardConfig, train_reward
+
+    out = tmp_path / "r"
+    train_reward(TrainRewardConfig(dataset=tiny_dataset, out=out, steps=2, batch_size=4, wandb="disabled",
+                                   held_out=0.34, model=RewardModelConfig(**TINY)))
+    assert "train-reward: cameras front, wrist (every camera of" in capsys.readouterr().out
+    assert ProcessRewardModel.load(out).config.cameras == ["front", "wrist"]
+    with pytest.raises(ValueError, match="cameras: empty"):
+        ProcessRewardModel(RewardModelConfig(**TINY))
