@@ -1,6 +1,7 @@
 """Per-frame progress from a trained :class:`ProcessRewardModel`: the one inference module.
 
-- :func:`predict_episode`: a stored episode, every causal window at once (eval, annotate, RA-BC);
+- :func:`predict_episode`: a stored episode, every causal window, each frame encoded once (eval,
+  annotate, RA-BC, refit); :func:`predict_windows` is the per-window reference it is tested against;
 - :func:`dataset_progress`: every frame of a dataset, in dataset order (RA-BC, demo replay);
 - :class:`ProgressStream`: live streams (RL envs, a robot), batched across streams. It keeps each
   stream's fused per-frame tokens, so a step encodes only the newest frame and runs the causal
@@ -35,10 +36,48 @@ def window_rows(length: int, window: int, gap: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def predict_episode(model: ProcessRewardModel, frames: np.ndarray, batch: int = 128,
+def predict_episode(model: ProcessRewardModel, frames: np.ndarray, batch: int = 256,
                     view_mask: np.ndarray | None = None, state: np.ndarray | None = None) -> EpisodePrediction:
-    """Run the model on every causal window of one episode. frames: (L, V, H, W, 3) uint8; state:
-    (L, S) observation.state (a ``use_state`` model needs it)."""
+    """The model on every causal window of one episode, each frame encoded once: per-frame tokens
+    first (batched), then the temporal model over each window of cached tokens, the path
+    :class:`ProgressStream` takes online. frames: (L, V, H, W, 3) uint8; state: (L, S)
+    observation.state (a ``use_state`` model needs it)."""
+    cfg = model.config
+    n, v = len(frames), len(cfg.cameras)
+    if cfg.use_state:
+        if state is None:
+            raise ValueError(f"state: missing; this model was trained with use_state and reads "
+                             f"observation.state (width {cfg.state_dim}) with every frame")
+        if len(state) != n:
+            raise ValueError(f"state: {len(state)} rows for {n} frames; expected one per frame")
+    vm = None if view_mask is None else torch.as_tensor(view_mask, dtype=torch.bool).reshape(-1)[-v:]
+    tokens = []
+    for i in range(0, n, batch):
+        x = model.prep(frames[None, i: i + batch])[0]  # (B, V, 3, s, s)
+        m = None
+        if vm is not None:
+            m = vm.expand(x.shape[0], -1)
+            x = x * m[..., None, None, None]
+        st = torch.as_tensor(state[i: i + batch], dtype=torch.float32) if cfg.use_state else None
+        tokens.append(model.frame_tokens(x.flatten(0, 1), m, n_views=v, state=st))
+    tok = torch.cat(tokens)  # (L, D)
+    rows = torch.as_tensor(window_rows(n, cfg.window, cfg.frame_gap))
+    outs = []
+    for i in range(0, n, batch):
+        h = model.temporal_from_tokens(tok[rows[i: i + batch]])[:, -1:]
+        hd = model.heads(h)
+        outs.append({"progress": hd["progress"][:, -1], "stage_logits": hd["stage_logits"][:, -1],
+                     "success_logit": hd["success_logit"][:, -1], "h": h[:, -1]})
+    cat = {k: torch.cat([o[k] for o in outs]).cpu() for k in outs[0]}
+    return EpisodePrediction(cat["progress"].clamp(0, 1).numpy(), cat["stage_logits"].softmax(-1).numpy(),
+                             torch.sigmoid(cat["success_logit"]).numpy(), cat["h"].numpy())
+
+
+@torch.no_grad()
+def predict_windows(model: ProcessRewardModel, frames: np.ndarray, batch: int = 128,
+                    view_mask: np.ndarray | None = None, state: np.ndarray | None = None) -> EpisodePrediction:
+    """The reference path of :func:`predict_episode`: the model's forward on every causal window,
+    so each frame is encoded ``window`` times. Kept for the equality test."""
     cfg = model.config
     rows = window_rows(len(frames), cfg.window, cfg.frame_gap)
     outs = []

@@ -280,3 +280,21 @@ def test_train_reward_defaults_to_every_camera_of_the_dataset(tiny_dataset, tmp_
     assert ProcessRewardModel.load(out).config.cameras == ["front", "wrist"]
     with pytest.raises(ValueError, match="cameras: empty"):
         ProcessRewardModel(RewardModelConfig(**TINY))
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_progress_computed_once_per_frame_equals_the_per_window_path(tiny_run, tiny_dataset, tiny_model, masked):
+    from robo_reward.reward.inference import predict_episode, predict_windows
+    from robo_reward.reward.modeling import ProcessRewardModel
+
+    model = ProcessRewardModel.load(tiny_run)
+    cache = load_frame_cache(tiny_dataset, model.config.cameras, model.config.image_size, progress=False)
+    frames = cache.episode_frames(cache.episodes[0])
+    mask = np.array([True, False])[None, None] if masked else None
+    fast, ref = predict_episode(model, frames, batch=7, view_mask=mask), predict_windows(model, frames, view_mask=mask)
+    for k in ("progress", "stage_probs", "success_prob", "hidden"):
+        np.testing.assert_allclose(getattr(fast, k), getattr(ref, k), atol=1e-5, err_msg=k)
+    stateful = tiny_model(cameras=("front",), state_dim=6)  # the state path too
+    st = np.random.default_rng(0).normal(size=(len(frames), 6)).astype(np.float32)
+    np.testing.assert_allclose(predict_episode(stateful, frames[:, :1], state=st).progress,
+                               predict_windows(stateful, frames[:, :1], state=st).progress, atol=1e-5)
