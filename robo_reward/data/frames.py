@@ -66,7 +66,7 @@ class FrameCache:
 
 
 def load_frame_cache(root: str | Path, cameras: list[str], size: int = 64, labels: str = "auto",
-                     progress: bool = True, state: bool = False) -> FrameCache:
+                     progress: bool = True, state: bool = False, resize: str = "crop") -> FrameCache:
     """Decode ``cameras`` of every episode and compute per-frame labels.
 
     ``labels``: ``sparse`` needs the SARM annotations (error if absent); ``linear`` ignores them
@@ -89,7 +89,7 @@ def load_frame_cache(root: str | Path, cameras: list[str], size: int = 64, label
         stage_names, proportions = ["task"], [1.0]
     starts = np.concatenate([[0], np.cumsum(eps["length"].to_numpy())[:-1]]).astype(int)
     eps, success_known = episode_success(root, meta, eps)
-    frames = decode_episodes(root, meta, eps, starts, cameras, size, progress)
+    frames = decode_episodes(root, meta, eps, starts, cameras, size, progress, resize)
     episodes = [episode_labels(root, rec, int(start), use_stages, stage_names, proportions)
                 for rec, start in zip(eps.to_dict("records"), starts, strict=True)]
     states = _load_state(root, meta, eps) if state else None
@@ -138,7 +138,7 @@ def read_meta(root: Path, cameras: list[str]):
 
 
 def decode_episodes(root: Path, meta, eps: pd.DataFrame, starts: np.ndarray, cameras: list[str], size: int,
-                    progress: bool) -> np.ndarray:
+                    progress: bool, resize: str = "crop") -> np.ndarray:
     """(N, V, size, size, 3) uint8: every episode's frames of each camera, each video file decoded once."""
     fps = int(meta.fps)
     template = meta.video_path
@@ -151,7 +151,7 @@ def decode_episodes(root: Path, meta, eps: pd.DataFrame, starts: np.ndarray, cam
             chunk, fidx = int(rec[f"videos/{key}/chunk_index"]), int(rec[f"videos/{key}/file_index"])
             if (key, chunk, fidx) not in decoded:
                 path = root / template.format(video_key=key, chunk_index=chunk, file_index=fidx)
-                decoded[(key, chunk, fidx)] = read_video(path, size)[0]
+                decoded[(key, chunk, fidx)] = read_video(path, size, resize)[0]
             video = decoded[(key, chunk, fidx)]
             first = int(round(float(rec[f"videos/{key}/from_timestamp"]) * fps))
             n = int(rec["length"])

@@ -16,11 +16,36 @@ import numpy as np
 from robo_reward.data.lerobot_io import DatasetError
 
 
-def read_video(path: Path, size: int | None = None) -> tuple[np.ndarray, int]:
-    """(T, H, W, 3) uint8 frames of the first video stream and its frame rate (0 if unknown);
-    with ``size``, each frame is resized to ``size`` x ``size`` (area interpolation)."""
-    import av
+RESIZE_MODES = ("crop", "letterbox")
+
+
+def to_square(frames: np.ndarray, size: int, mode: str = "crop") -> np.ndarray:
+    """(T, H, W, 3) -> (T, size, size, 3) without distorting the picture: ``crop`` takes the centred
+    square of the shorter side, ``letterbox`` pads the shorter side with black; then area resize."""
     import cv2
+
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"resize: {mode!r}; expected one of {list(RESIZE_MODES)}")
+    h, w = frames.shape[1:3]
+    if h != w and mode == "crop":
+        m = min(h, w)
+        y, x = (h - m) // 2, (w - m) // 2
+        frames = frames[:, y: y + m, x: x + m]
+    elif h != w:
+        m = max(h, w)
+        pad = np.zeros((frames.shape[0], m, m, 3), frames.dtype)
+        y, x = (m - h) // 2, (m - w) // 2
+        pad[:, y: y + h, x: x + w] = frames
+        frames = pad
+    if frames.shape[1:3] == (size, size):
+        return np.ascontiguousarray(frames)
+    return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames])
+
+
+def read_video(path: Path, size: int | None = None, resize: str = "crop") -> tuple[np.ndarray, int]:
+    """(T, H, W, 3) uint8 frames of the first video stream and its frame rate (0 if unknown);
+    with ``size``, each frame is made ``size`` x ``size`` by :func:`to_square` (``resize`` mode)."""
+    import av
 
     try:
         with av.open(str(path)) as container:
@@ -34,7 +59,7 @@ def read_video(path: Path, size: int | None = None) -> tuple[np.ndarray, int]:
         raise DatasetError(f"{path}: video has 0 frames; expected at least one")
     arr = np.stack(frames)
     if size is not None and arr.shape[1:3] != (size, size):
-        arr = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in arr])
+        arr = to_square(arr, size, resize)
     return arr, fps
 
 

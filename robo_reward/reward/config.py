@@ -13,7 +13,11 @@ class RewardModelConfig:
     """Camera views the model reads, in order (default: every observation.images.* camera of the
     training dataset, sorted by name)."""
     image_size: int = 64
-    """Square input resolution; frames are resized to it."""
+    """Square input resolution; frames are made square by ``resize`` and resized to it."""
+    resize: str = "crop"
+    """How a non-square camera frame becomes the square input: crop (the centred square of the
+    shorter side) or letterbox (black bars); recorded with the model, so training, evaluation, RL
+    and deploy make the same picture."""
     window: int = 8
     """Frames per causal window (T)."""
     frame_gap: int = 3
@@ -78,6 +82,8 @@ class RewardModelConfig:
 
     def __post_init__(self) -> None:
         self.cameras = NameList.parse(self.cameras)
+        if self.resize not in ("crop", "letterbox"):
+            raise ValueError(f"resize: {self.resize!r}; expected crop or letterbox")
         if self.window < 1 or self.frame_gap < 1:
             raise ValueError(f"window/frame_gap: {self.window}/{self.frame_gap}; expected >= 1 each")
         if self.dim % self.heads:

@@ -95,7 +95,7 @@ def evaluate(run: str | Path, dataset: str | Path, out_json: str | Path | None =
     cfg = model.config
     try:
         cache = load_frame_cache(dataset, cfg.cameras, cfg.image_size, labels="auto", progress=progress_bar,
-                                 state=cfg.use_state)
+                                 state=cfg.use_state, resize=cfg.resize)
     except DatasetError as e:
         raise DatasetError(f"model/dataset mismatch: the model at {run} reads cameras {cfg.cameras}; {e}") from e
     view_mask, unknown = None, [c for c in cameras_present or () if c not in cfg.cameras]
@@ -237,7 +237,7 @@ def annotate_progress(run: str | Path, dataset: str | Path, out: str | Path | No
 
     model = ProcessRewardModel.load(run)
     cache = load_frame_cache(dataset, model.config.cameras, model.config.image_size, progress=progress_bar,
-                             state=model.config.use_state)
+                             state=model.config.use_state, resize=model.config.resize)
     rows = []
     for ep in tqdm(cache.episodes, desc="annotate-progress", disable=not progress_bar):
         pred = predict_episode(model, cache.episode_frames(ep), state=cache.episode_state(ep))

@@ -115,7 +115,7 @@ def dataset_progress(runs: str | Path | Sequence[str | Path], root: str | Path,
     models = load_models(runs)
     cfg = models[0].config
     cache = load_frame_cache(root, cfg.cameras, cfg.image_size, progress=progress_bar,
-                             state=any(m.config.use_state for m in models))
+                             state=any(m.config.use_state for m in models), resize=cfg.resize)
     return np.concatenate([np.mean([predict_episode(m, cache.episode_frames(ep), state=cache.episode_state(ep)).progress
                                     for m in models], axis=0) for ep in cache.episodes])
 

@@ -213,6 +213,13 @@ class ProcessRewardModel(nn.Module):
         if not torch.isfinite(x).all():
             raise ValueError("frames: contain NaN or inf values; expected finite pixels")
         s = self.config.image_size
+        h, w = x.shape[-2:]
+        if h != w and self.config.resize == "crop":  # the centred square, as the frame cache makes it
+            m = min(h, w)
+            x = x[..., (h - m) // 2: (h - m) // 2 + m, (w - m) // 2: (w - m) // 2 + m]
+        elif h != w:  # letterbox: black bars on the shorter side
+            m = max(h, w)
+            x = F.pad(x, ((m - w) // 2, m - w - (m - w) // 2, (m - h) // 2, m - h - (m - h) // 2))
         if x.shape[-2:] != (s, s):
             b, t, v = x.shape[:3]
             x = F.interpolate(x.flatten(0, 2), size=(s, s), mode="bilinear", align_corners=False).view(b, t, v, 3, s, s)

@@ -97,7 +97,8 @@ def dataset_features(model: ProcessRewardModel, root: str | Path, episodes: list
     from robo_reward.reward.inference import predict_episode
 
     cfg = model.config
-    cache = load_frame_cache(root, list(cfg.cameras), cfg.image_size, progress=progress_bar, state=cfg.use_state)
+    cache = load_frame_cache(root, list(cfg.cameras), cfg.image_size, progress=progress_bar, state=cfg.use_state,
+                             resize=cfg.resize)
     feats, progress = LabelledFeatures(), []
     for ep in cache.episodes:
         if (episodes is not None and ep.index not in episodes) or ep.quality == "rollout_unlabelled":

@@ -129,7 +129,7 @@ def train_reward(cfg: TrainRewardConfig, progress: bool = True) -> Path:
             print(f"train-reward: cameras {', '.join(mcfg.cameras)} (every camera of {cfg.dataset}; --cameras to "
                   "choose)")
     cache = load_frame_cache(cfg.dataset, mcfg.cameras, mcfg.image_size, cfg.labels, progress=show,
-                             state=mcfg.use_state)
+                             state=mcfg.use_state, resize=mcfg.resize)
     mcfg = dataclasses.replace(mcfg, stage_names=cache.stage_names, temporal_proportions=cache.proportions,
                                state_dim=cache.state.shape[1] if cache.state is not None else 0)
     train_eps, _ = resolve_split(cfg, cache, out, acc.is_main_process)

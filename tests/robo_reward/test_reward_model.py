@@ -298,3 +298,27 @@ def test_progress_computed_once_per_frame_equals_the_per_window_path(tiny_run, t
     st = np.random.default_rng(0).normal(size=(len(frames), 6)).astype(np.float32)
     np.testing.assert_allclose(predict_episode(stateful, frames[:, :1], state=st).progress,
                                predict_windows(stateful, frames[:, :1], state=st).progress, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["crop", "letterbox"])
+def test_non_square_frames_keep_their_aspect_the_same_way_offline_and_online(tiny_model, mode):
+    import dataclasses
+
+    from robo_reward.data.video import to_square
+
+    frames = np.zeros((2, 1, 48, 64, 3), np.uint8)  # 4:3, a bright square in the middle
+    frames[:, :, 16:32, 24:40] = 255
+    sq = to_square(frames[:, 0], 32, mode)
+    if mode == "crop":  # the centred 48x48, resized: the square stays square
+        ys, xs = np.nonzero(sq[0, :, :, 0] > 127)
+        assert (ys.max() - ys.min()) == pytest.approx(xs.max() - xs.min(), abs=1)
+    else:  # black bars above and below
+        assert sq[0, :4].max() == 0 and sq[0, -4:].max() == 0
+    model = tiny_model(cameras=("front",))
+    model.config = dataclasses.replace(model.config, resize=mode)
+    online = model.prep(frames[None, :, :])  # what RL / deploy hand the model
+    offline = model.prep(to_square(frames[:, 0], 32, mode)[None, :, None])  # what the frame cache stores
+    assert online.shape == offline.shape == (1, 2, 1, 3, 32, 32)
+    assert float((online - offline).abs().mean()) < 0.05
+    with pytest.raises(ValueError, match="resize: 'stretch'"):
+        RewardModelConfig(cameras=["front"], resize="stretch")
