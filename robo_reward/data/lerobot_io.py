@@ -320,18 +320,28 @@ class DatasetWriter:
     def num_episodes(self) -> int:
         return len(self.records)
 
-    def add_episode(self, frames: list[dict[str, Any]], meta: EpisodeMeta) -> None:
-        """Save one episode and commit it; when this returns, the episode survives any crash."""
-        if not frames:
-            raise DatasetError("episode: no frames; expected at least one")
+    def add_episode(self, frames: list[dict[str, Any]] | Iterator[dict[str, Any]], meta: EpisodeMeta) -> None:
+        """Save one episode and commit it; when this returns, the episode survives any crash.
+        ``frames`` may be a stream (an iterator, with ``meta.length`` set): LeRobot's writer takes one
+        frame at a time, so memory does not grow with the episode."""
+        if isinstance(frames, list):
+            if not frames:
+                raise DatasetError("episode: no frames; expected at least one")
+            meta.length = len(frames)
+        elif meta.length < 1:
+            raise DatasetError("episode: a stream of frames needs meta.length (its frame count)")
         meta.episode_index = self.num_episodes
-        meta.length = len(frames)
-        meta.segments().validate(len(frames), where=f"episode {meta.episode_index} annotations")
+        meta.segments().validate(meta.length, where=f"episode {meta.episode_index} annotations")
         t0 = time.perf_counter()
         ds = self._open()
         t1 = time.perf_counter()
+        n = 0
         for fr in frames:
             ds.add_frame(fr)
+            n += 1
+        if n != meta.length:
+            ds.clear_episode_buffer()
+            raise DatasetError(f"episode {meta.episode_index}: {n} frames streamed, {meta.length} expected")
         ds.save_episode()
         t2 = time.perf_counter()
         ds.finalize()  # closes the parquet writers: the episode's files are complete on disk

@@ -33,7 +33,7 @@ from robo_reward.data.lerobot_io import (
     is_dataset,
     repair_dataset,
 )
-from robo_reward.data.video import read_video
+from robo_reward.data.video import iter_video, probe_video
 
 IMPORTS_FILE = "meta/robo_reward_imports.json"
 INSTRUCTIONS_FILE = "meta/robo_reward_instructions.json"  # task -> every paraphrase the recordings give
@@ -54,11 +54,13 @@ class RawEpisode:
     def instruction(self) -> str:
         return self.instructions[0]
 
-    def frames(self) -> list[dict]:
-        """Decode the episode's videos (again) into LeRobot frames; one episode in memory at a time."""
-        videos = {c: read_video(self.path / f"cam_{c}.mp4")[0] for c in self.cameras}
-        return [{**{f"observation.images.{c}": videos[c][t] for c in self.cameras}, "task": self.instruction}
-                for t in range(self.length)]
+    def frames(self):
+        """The episode's frames as LeRobot frames, decoded again as they are written: one frame of
+        each camera in memory at a time."""
+        streams = [iter_video(self.path / f"cam_{c}.mp4") for c in self.cameras]
+        for views in zip(*streams, strict=True):
+            yield {**{f"observation.images.{c}": v for c, v in zip(self.cameras, views, strict=True)},
+                   "task": self.instruction}
 
 
 def content_hash(ep_dir: Path) -> str:
@@ -142,8 +144,7 @@ def read_raw_episode(ep_dir: Path, cameras: list[str] | None = None,
         cam = v.stem.removeprefix("cam_")
         if cameras and cam not in cameras:
             continue
-        frames, fpss[cam] = read_video(v)
-        counts[cam], shapes[cam] = len(frames), tuple(frames.shape[1:3])
+        counts[cam], shapes[cam], fpss[cam] = probe_video(v)
     if cameras:
         missing = [c for c in cameras if c not in counts]
         if missing:

@@ -63,6 +63,39 @@ def read_video(path: Path, size: int | None = None, resize: str = "crop") -> tup
     return arr, fps
 
 
+def probe_video(path: Path) -> tuple[int, tuple[int, int], int]:
+    """(frame count, (height, width), fps) of a video, every frame decoded (so a damaged file is
+    found) and none kept."""
+    import av
+
+    n, size, fps = 0, (0, 0), 0
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            fps = int(round(float(stream.average_rate))) if stream.average_rate else 0
+            for f in container.decode(stream):
+                n, size = n + 1, (f.height, f.width)
+    except (av.error.FFmpegError, IndexError, OSError) as e:
+        raise DatasetError(f"{path}: unreadable video ({type(e).__name__}: {e}); expected an mp4 with one "
+                           "video stream") from e
+    if n == 0:
+        raise DatasetError(f"{path}: video has 0 frames; expected at least one")
+    return n, size, fps
+
+
+def iter_video(path: Path):
+    """The frames of the first video stream, one (H, W, 3) uint8 array at a time."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            for f in container.decode(container.streams.video[0]):
+                yield f.to_ndarray(format="rgb24")
+    except (av.error.FFmpegError, IndexError, OSError) as e:
+        raise DatasetError(f"{path}: unreadable video ({type(e).__name__}: {e}); expected an mp4 with one "
+                           "video stream") from e
+
+
 def progress_frame(views: np.ndarray, progress: float, label: str, scale: int = 3) -> np.ndarray:
     """One review frame: ``views`` (H, W, 3), scaled up, over a bar of ``progress`` (skipped when
     NaN) and a text label."""
