@@ -106,6 +106,8 @@ class EvalRewardConfig:
     """Comma-separated cameras to keep (the others are masked, as if missing); default all."""
     fusion: bool = False
     """Also report the multi-perspective fusion (stage, hop-chained, forward- and backward-anchored)."""
+    camera_map: str = ""
+    """For a dataset whose cameras are named otherwise: <dataset camera>:<model camera>,..."""
 
 
 @dataclass
@@ -116,6 +118,8 @@ class AnnotateProgressConfig:
     """Dataset to annotate; sarm_progress.parquet is written at its root."""
     out: Path | None = None
     """Override the output parquet path."""
+    camera_map: str = ""
+    """For a dataset whose cameras are named otherwise: <dataset camera>:<model camera>,..."""
 
 
 @dataclass
@@ -205,9 +209,11 @@ def cmd_train_reward(cfg) -> int:
 
 def cmd_eval_reward(cfg: EvalRewardConfig) -> int:
     from robo_reward.reward.evaluate import evaluate
+    from robo_reward.utils import parse_camera_map
 
     r = evaluate(cfg.model, cfg.dataset, cfg.out_json, video=cfg.video,
-                 cameras_present=list(cfg.cameras_present) or None, fusion=cfg.fusion)
+                 cameras_present=list(cfg.cameras_present) or None, fusion=cfg.fusion,
+                 camera_map=parse_camera_map(cfg.camera_map))
     keys = ("voc_pos", "voc_neg", "stage_accuracy", "auroc", "hop_mae")
     print(f"{r['n_episodes']} episodes ({r['episodes']}): " + "  ".join(
         f"{k}={r[k]:.3f}" if r[k] is not None else f"{k}=n/a" for k in keys))
@@ -220,8 +226,9 @@ def cmd_eval_reward(cfg: EvalRewardConfig) -> int:
 
 def cmd_annotate_progress(cfg: AnnotateProgressConfig) -> int:
     from robo_reward.reward.evaluate import annotate_progress
+    from robo_reward.utils import parse_camera_map
 
-    print(f"wrote {annotate_progress(cfg.model, cfg.dataset, cfg.out)}")
+    print(f"wrote {annotate_progress(cfg.model, cfg.dataset, cfg.out, camera_map=parse_camera_map(cfg.camera_map))}")
     return 0
 
 

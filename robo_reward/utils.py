@@ -66,6 +66,23 @@ def init_wandb(mode: WandbMode | str | bool, out: Path, run_id: str, config: dic
         return None
 
 
+def parse_camera_map(text: str | dict | None) -> dict[str, str]:
+    """``--camera-map=high:front,left_wrist:side`` -> {dataset or robot camera: model camera}."""
+    if not text:
+        return {}
+    if isinstance(text, dict):
+        return {str(k): str(v) for k, v in text.items()}
+    out = {}
+    for pair in str(text).strip("[]").split(","):
+        if not pair.strip():
+            continue
+        src, sep, dst = pair.partition(":")
+        if not sep or not src.strip() or not dst.strip():
+            raise ValueError(f"--camera-map: {pair.strip()!r}; expected <dataset camera>:<model camera>, comma-separated")
+        out[src.strip()] = dst.strip()
+    return out
+
+
 class NameList(list):
     """A list of names on the command line: ``--cameras=front,wrist`` and ``--cameras=[front,wrist]``
     both work, in every command (and a YAML list in a ``--config`` file)."""

@@ -130,7 +130,7 @@ def read_meta(root: Path, cameras: list[str]):
     missing = [c for c in cameras if c not in available]
     if missing:
         raise DatasetError(f"{root / 'meta' / 'info.json'}: camera(s) {missing} requested but the dataset has "
-                           f"{available}")
+                           f"{available}; map them with --camera-map=<dataset camera>:<model camera>,...")
     eps = meta.episodes.with_format(None).to_pandas().sort_values("episode_index").reset_index(drop=True)
     if len(eps) == 0:
         raise DatasetError(f"{root}: the dataset is empty (0 episodes)")

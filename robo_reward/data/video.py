@@ -15,7 +15,6 @@ import numpy as np
 
 from robo_reward.data.lerobot_io import DatasetError
 
-
 RESIZE_MODES = ("crop", "letterbox")
 
 

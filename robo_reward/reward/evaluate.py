@@ -19,10 +19,15 @@ import torch
 from scipy.stats import spearmanr
 from tqdm import tqdm
 
-from robo_reward.data.frames import FrameCache, hop_target, load_frame_cache
+from robo_reward.data.frames import FrameCache, hop_target
 from robo_reward.data.lerobot_io import DatasetError
 from robo_reward.data.video import progress_frame, write_mp4
-from robo_reward.reward.inference import EpisodePrediction, predict_episode, window_rows  # noqa: F401
+from robo_reward.reward.inference import (  # noqa: F401
+    EpisodePrediction,
+    model_frame_cache,
+    predict_episode,
+    window_rows,
+)
 from robo_reward.reward.modeling import ProcessRewardModel
 from robo_reward.stats import auroc
 
@@ -89,13 +94,12 @@ def resolve_episodes(run: Path, cache: FrameCache) -> tuple[list[int], str]:
 def evaluate(run: str | Path, dataset: str | Path, out_json: str | Path | None = None, plots: bool = True,
              video: bool = False, max_plots: int = 12, progress_bar: bool = True,
              cameras_present: list[str] | None = None, fusion: bool = False,
-             occlude: dict[str, float] | None = None) -> dict:
+             occlude: dict[str, float] | None = None, camera_map: dict[str, str] | None = None) -> dict:
     run = Path(run)
     model = ProcessRewardModel.load(run)
     cfg = model.config
     try:
-        cache = load_frame_cache(dataset, cfg.cameras, cfg.image_size, labels="auto", progress=progress_bar,
-                                 state=cfg.use_state, resize=cfg.resize)
+        cache = model_frame_cache(cfg, dataset, camera_map, labels="auto", progress=progress_bar)
     except DatasetError as e:
         raise DatasetError(f"model/dataset mismatch: the model at {run} reads cameras {cfg.cameras}; {e}") from e
     view_mask, unknown = None, [c for c in cameras_present or () if c not in cfg.cameras]
@@ -230,14 +234,13 @@ def write_progress_video(path: Path, frames: np.ndarray, pred: EpisodePrediction
 
 
 def annotate_progress(run: str | Path, dataset: str | Path, out: str | Path | None = None,
-                      progress_bar: bool = True) -> Path:
+                      progress_bar: bool = True, camera_map: dict[str, str] | None = None) -> Path:
     """Write ``sarm_progress.parquet`` (index, episode_index, frame_index, progress_sparse) for every
     frame, in LeRobot's layout, so LeRobot's RA-BC (``RABCWeights``) can consume our model."""
     import pandas as pd
 
     model = ProcessRewardModel.load(run)
-    cache = load_frame_cache(dataset, model.config.cameras, model.config.image_size, progress=progress_bar,
-                             state=model.config.use_state, resize=model.config.resize)
+    cache = model_frame_cache(model.config, dataset, camera_map, progress=progress_bar)
     rows = []
     for ep in tqdm(cache.episodes, desc="annotate-progress", disable=not progress_bar):
         pred = predict_episode(model, cache.episode_frames(ep), state=cache.episode_state(ep))

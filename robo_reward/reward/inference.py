@@ -102,6 +102,17 @@ def predict_windows(model: ProcessRewardModel, frames: np.ndarray, batch: int = 
                              torch.sigmoid(cat["success_logit"]).numpy(), cat["h"].numpy())
 
 
+def model_frame_cache(cfg, root: str | Path, camera_map: dict[str, str] | None = None, **kw):
+    """The frame cache a model reads on a dataset: its cameras (through ``camera_map``, dataset
+    camera -> model camera, for a dataset that names them otherwise), resolution and resize mode."""
+    inverse = {m: d for d, m in (camera_map or {}).items()}
+    unknown = [m for m in inverse if m not in cfg.cameras]
+    if unknown:
+        raise ValueError(f"--camera-map: {unknown} are not cameras of the model; it reads {list(cfg.cameras)}")
+    cams = [inverse.get(c, c) for c in cfg.cameras]
+    return load_frame_cache(root, cams, cfg.image_size, state=cfg.use_state, resize=cfg.resize, **kw)
+
+
 def load_models(runs: str | Path | Sequence[str | Path]) -> list[ProcessRewardModel]:
     """One model per run; ``runs`` may be a comma-separated string (an ensemble)."""
     if isinstance(runs, str | Path):

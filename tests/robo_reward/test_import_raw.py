@@ -244,3 +244,21 @@ def test_lerobots_annotation_convention_reads_as_inclusive_segments():
         Segments(("reach", "grasp"), (0, 10), (12, 30)).normalized(50).validate(50)
     with pytest.raises(AnnotationError, match=r"spans frames \[0, 51\]"):
         Segments(("reach",), (0,), (51,)).normalized(50).validate(50)
+
+
+def test_a_model_reads_a_dataset_whose_cameras_are_named_otherwise_through_camera_map(tmp_path, tiny_model, capsys):
+    import pandas as pd
+
+    src, _ = make_released_layout(tmp_path / "raw", n_eps=1)
+    ds = tmp_path / "ds"
+    import_raw(src, ds, progress=False)
+    run = tmp_path / "model"
+    tiny_model(cameras=("front", "side", "wrist")).save(run)
+    args = ["annotate-progress", f"--model={run}", f"--dataset={ds}"]
+    assert main(args) == 2
+    assert "map them with --camera-map=<dataset camera>:<model camera>" in capsys.readouterr().err
+    assert main([*args, "--camera-map=high:front,left_wrist:side,right_wrist:wrist"]) == 0
+    p = pd.read_parquet(ds / "sarm_progress.parquet")
+    assert len(p) == 30 and p["progress_sparse"].between(0, 1).all()
+    assert main([*args, "--camera-map=high:top"]) == 2
+    assert "--camera-map: ['top'] are not cameras of the model" in capsys.readouterr().err
