@@ -68,8 +68,16 @@ def rl_run(variant: str, seed: int, args) -> Path:
 
 def curve_of_rl(out: Path) -> list[dict]:
     evals = json.loads((out / "eval.json").read_text())
-    return [{"online_episodes": e["online_episodes"], "success_rate": e["success_rate"], "successes": e["successes"],
-             **{k: e[k] for k in ("phi_true_corr", "phi_true_corr_frozen") if k in e}} for e in evals]
+    out, prev_n, prev_s = [], 0, 0
+    for e in evals:  # the sampled (exploring) policy's success over the online episodes since the last point
+        n = e["online_episodes"]
+        s = round(e["train_success_rate"] * n)
+        online = (s - prev_s) / (n - prev_n) if n > prev_n else None
+        prev_n, prev_s = n, s
+        out.append({"online_episodes": n, "success_rate": e["success_rate"], "successes": e["successes"],
+                    "online_success_since_last": online,
+                    **{k: e[k] for k in ("phi_true_corr", "phi_true_corr_frozen") if k in e}})
+    return out
 
 
 def eval_policy(policy: Path, task: str, episodes: int) -> dict:
@@ -153,7 +161,7 @@ def filtered_bc_run(seed: int, args) -> Path:
 
 
 def summarize(args, seeds: list[int], variants: list[str], base: dict, wall: float) -> dict:
-    from robo_reward.stats import bootstrap_mean_ci
+    from robo_reward.stats import bootstrap_mean_ci, wilson_interval
 
     res: dict = {"task": args.task, "dataset": args.dataset, "base": args.base, "reward_model": args.reward_model,
                  "seeds": seeds, "episodes": args.episodes, "eval_every": args.eval_every,
@@ -179,8 +187,13 @@ def summarize(args, seeds: list[int], variants: list[str], base: dict, wall: flo
         for n in points:
             rates = [next(p["success_rate"] for p in r["curve"] if p["online_episodes"] == n) for r in runs
                      if any(p["online_episodes"] == n for p in r["curve"])]
+            pooled = [x for r in runs for p in r["curve"] if p["online_episodes"] == n for x in p["successes"]]
             row = {"online_episodes": n, "mean": float(np.mean(rates)), "ci95": bootstrap_mean_ci(rates),
-                   "per_seed": rates}
+                   "ci95_episodes": wilson_interval(int(sum(pooled)), len(pooled)), "per_seed": rates}
+            online = [p.get("online_success_since_last") for r in runs for p in r["curve"]
+                      if p["online_episodes"] == n and p.get("online_success_since_last") is not None]
+            if online:
+                row["online_success_since_last"] = float(np.mean(online))
             for k in ("phi_true_corr", "phi_true_corr_frozen"):
                 vals = [p.get(k) for r in runs for p in r["curve"] if p["online_episodes"] == n and p.get(k) is not None]
                 if vals:
@@ -226,11 +239,17 @@ def plot(res: dict, path: Path) -> None:
 
     colors = {"sparse": "#999999", "dense": "#2ca25f", "learned": "#f28e2b", "learned_refit": "#3a7bd5",
               "filtered_bc": "#b07aa1"}
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [3, 2]})
     for v, d in res["variants"].items():
+        for k, ls in (("phi_true_corr", "-o"), ("phi_true_corr_frozen", ":")):
+            pts = [(p["online_episodes"], p[k]) for p in d["curve"] if k in p]
+            if pts and not (k == "phi_true_corr_frozen" and v != "learned_refit"):
+                ax2.plot(*zip(*pts), ls, ms=3, color=colors.get(v),
+                         label=f"{v}{' (model as given)' if k.endswith('frozen') else ''}")
         x = [p["online_episodes"] for p in d["curve"]]
         m = np.array([p["mean"] for p in d["curve"]])
-        lo, hi = np.array([p["ci95"][0] for p in d["curve"]]), np.array([p["ci95"][1] for p in d["curve"]])
+        key = "ci95" if len(d["runs"]) > 1 else "ci95_episodes"  # one seed: the interval over its episodes
+        lo, hi = np.array([p[key][0] for p in d["curve"]]), np.array([p[key][1] for p in d["curve"]])
         ax.plot(x, m, "-o", ms=3, color=colors.get(v), label=f"{v} ({len(d['runs'])} seeds)")
         ax.fill_between(x, lo, hi, color=colors.get(v), alpha=0.15)
     b = res["base_policy"]
@@ -239,7 +258,12 @@ def plot(res: dict, path: Path) -> None:
     ax.set_ylabel(f"success ({res['eval_episodes']} seeded episodes)")
     ax.set_ylim(0, 1.02)
     ax.set_title(f"{res['task']}: fine-tuning a cloned policy")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="upper left")
+    ax2.set_xlabel("online episodes")
+    ax2.set_ylabel("Pearson(learned Phi, true progress)")
+    ax2.set_ylim(0, 1.02)
+    ax2.set_title("learned Phi along the current policy's rollouts", fontsize=9)
+    ax2.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -300,8 +324,9 @@ def main() -> int:
     for v, d in res["variants"].items():
         last = d["curve"][-1]
         corr = f", phi~truth {last['phi_true_corr']:.2f}" if "phi_true_corr" in last else ""
+        ci = last["ci95"] if len(d["runs"]) > 1 else last["ci95_episodes"]
         print(f"{v:>14}: {' '.join(f'{q['mean']:.2f}' for q in d['curve'])} (final {last['mean']:.2f} "
-              f"[{last['ci95'][0]:.2f}, {last['ci95'][1]:.2f}]{corr})")
+              f"[{ci[0]:.2f}, {ci[1]:.2f}]{corr}; online {last.get('online_success_since_last', float('nan')):.2f})")
     for k, c in res["comparisons"].items():
         print(f"{k}: {c['mean']:+.3f} [{c['ci95_paired_episodes'][0]:+.3f}, {c['ci95_paired_episodes'][1]:+.3f}], "
               f"wins {c['wins']}/{len(c['seeds'])}")
