@@ -43,6 +43,8 @@ class DeployConfig:
     """Run directory written by `robo-reward train-bc` or `robo-reward rl`."""
     reward_model: Path | None = None
     """Reward-model run: live stage and progress, recorded per frame."""
+    camera_map: str = ""
+    """For a reward model trained on cameras named otherwise: <robot camera>:<model camera>,..."""
     episodes: int = 1
     fps: int = 20
     """Control rate (Hz); the loop keeps this period and stops when it overruns it."""

@@ -94,7 +94,10 @@ def run_deploy(cfg: DeployConfig, policy=None, potential=None, stop: StopFlag | 
     if policy is None:
         policy = load_policy(cfg.policy)
     if potential is None and cfg.reward_model is not None:
-        potential = LearnedPotential.from_runs(str(cfg.reward_model), num_envs=1)
+        from robo_reward.utils import parse_camera_map
+
+        potential = LearnedPotential.from_runs(str(cfg.reward_model), num_envs=1,
+                                               camera_map=parse_camera_map(cfg.camera_map))
     SafetyConfig.load(cfg.safety)  # a bad safety file fails before the robot moves
     if cfg.record is not None:  # and so does a --record into a dataset of demonstrations
         check_rollout_dataset(Path(cfg.record), cfg.append_to_demos)

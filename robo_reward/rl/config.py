@@ -32,6 +32,8 @@ class RLConfig:
     """pbrs, naive, delta or none; auto = pbrs for dense/learned, none for sparse."""
     reward_model: str = ""
     """Run directory of train-reward (comma-separated runs make an ensemble). Needed for --reward=learned."""
+    camera_map: str = ""
+    """For a reward model trained on cameras named otherwise: <env camera>:<model camera>,..."""
     demos: Path | None = None
     """LeRobot dataset of demonstrations for demo-seeded replay (SAC) and BC warm start."""
     demo_ratio: float = 0.5

@@ -27,7 +27,9 @@ def make_potential(cfg: RLConfig, num_envs: int) -> Potential | None:
             if not (Path(r) / "config.json").is_file() or not (Path(r) / "model.safetensors").is_file():
                 raise FileNotFoundError(f"--reward-model: {r} is not a train-reward run (expected config.json and "
                                         "model.safetensors in it)")
-        potential = LearnedPotential.from_runs(runs, num_envs=num_envs)
+        from robo_reward.utils import parse_camera_map
+
+        potential = LearnedPotential.from_runs(runs, num_envs=num_envs, camera_map=parse_camera_map(cfg.camera_map))
         check_stages(cfg.task, potential.stage_names, cfg.reward_model)
         if potential.needs_state:
             warnings.warn(f"--reward-model={cfg.reward_model} reads proprioception (use_state: true). The policy sets "

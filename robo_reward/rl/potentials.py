@@ -63,11 +63,18 @@ class LearnedPotential(Potential):
     stage and success probability of the last call, for live displays."""
 
     def __init__(self, models: ProcessRewardModel | Sequence[ProcessRewardModel], num_envs: int = 1,
-                 device: str = "cpu"):
+                 device: str = "cpu", camera_map: dict[str, str] | None = None):
+        """``camera_map``: {env or robot camera: model camera}, for cameras named otherwise than in
+        the model's training data; :attr:`cameras` are then the env's names, in the model's order."""
         self.stream = ProgressStream(models, num_streams=num_envs, device=device)
         self.models = self.stream.models
         cfg = self.stream.config
-        self.cameras = self.stream.cameras
+        inverse = {m: src for src, m in (camera_map or {}).items()}
+        unknown = [m for m in inverse if m not in self.stream.cameras]
+        if unknown:
+            raise ValueError(f"--camera-map: {unknown} are not cameras of the reward model; it reads "
+                             f"{list(self.stream.cameras)}")
+        self.cameras = tuple(inverse.get(c, c) for c in self.stream.cameras)
         self.num_envs = num_envs
         self.needs_state = cfg.use_state
         self.stage_names: tuple[str, ...] = tuple(cfg.stage_names)
@@ -78,8 +85,10 @@ class LearnedPotential(Potential):
         self.last_features = np.full((num_envs, len(self.models), 1 + cfg.dim), np.nan, np.float32)
 
     @classmethod
-    def from_runs(cls, runs: str | Sequence[str], num_envs: int = 1, device: str = "cpu") -> LearnedPotential:
-        return cls(load_models([runs] if isinstance(runs, str) else list(runs)), num_envs=num_envs, device=device)
+    def from_runs(cls, runs: str | Sequence[str], num_envs: int = 1, device: str = "cpu",
+                  camera_map: dict[str, str] | None = None) -> LearnedPotential:
+        return cls(load_models([runs] if isinstance(runs, str) else list(runs)), num_envs=num_envs, device=device,
+                   camera_map=camera_map)
 
     def frames_of(self, obs: dict[str, Any]) -> np.ndarray:
         """(N, V, H, W, 3) views in the model's camera order, from nested ``{'pixels': {cam: ...}}``

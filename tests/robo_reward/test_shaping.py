@@ -366,3 +366,17 @@ def test_vec_wrapper_on_sim_matches_formula_and_strips_obs():
                 assert infos[i]["terminal_observation"].shape == obs[i].shape  # the policy state only
         phi = env._phi.copy()
     assert saw_done
+
+
+def test_learned_potential_reads_cameras_named_otherwise_through_a_camera_map(tiny_model):
+    model = tiny_model(cameras=("high", "wrist_cam"))
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 255, size=(1, 2, 32, 32, 3), dtype=np.uint8)
+    direct = LearnedPotential(model)({"pixels": {"high": frames[:, 0], "wrist_cam": frames[:, 1]}}, np.array([True]))
+    mapped = LearnedPotential(model, camera_map={"front": "high", "wrist": "wrist_cam"})
+    assert mapped.cameras == ("front", "wrist")  # what the env must render, in the model's order
+    got = mapped({"pixels": {"front": frames[:, 0], "wrist": frames[:, 1], "side": frames[:, 0] * 0}},
+                 np.array([True]))
+    np.testing.assert_allclose(got, direct, atol=1e-6)
+    with pytest.raises(ValueError, match=r"--camera-map: \['top'\] are not cameras of the reward model"):
+        LearnedPotential(model, camera_map={"front": "top"})
