@@ -244,7 +244,7 @@ def plot(res: dict, path: Path) -> None:
         for k, ls in (("phi_true_corr", "-o"), ("phi_true_corr_frozen", ":")):
             pts = [(p["online_episodes"], p[k]) for p in d["curve"] if k in p]
             if pts and not (k == "phi_true_corr_frozen" and v != "learned_refit"):
-                ax2.plot(*zip(*pts), ls, ms=3, color=colors.get(v),
+                ax2.plot(*zip(*pts, strict=True), ls, ms=3, color=colors.get(v),
                          label=f"{v}{' (model as given)' if k.endswith('frozen') else ''}")
         x = [p["online_episodes"] for p in d["curve"]]
         m = np.array([p["mean"] for p in d["curve"]])
