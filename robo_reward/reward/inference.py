@@ -124,9 +124,7 @@ def dataset_progress(runs: str | Path | Sequence[str | Path], root: str | Path,
                      progress_bar: bool = False) -> np.ndarray:
     """Progress of every dataset frame, in dataset order; several runs give their mean (an ensemble)."""
     models = load_models(runs)
-    cfg = models[0].config
-    cache = load_frame_cache(root, cfg.cameras, cfg.image_size, progress=progress_bar,
-                             state=any(m.config.use_state for m in models), resize=cfg.resize)
+    cache = model_frame_cache(models[0].config, root, progress=progress_bar)
     return np.concatenate([np.mean([predict_episode(m, cache.episode_frames(ep), state=cache.episode_state(ep)).progress
                                     for m in models], axis=0) for ep in cache.episodes])
 

@@ -93,12 +93,9 @@ def dataset_features(model: ProcessRewardModel, root: str | Path, episodes: list
                      progress_bar: bool = False) -> tuple[LabelledFeatures, list[np.ndarray]]:
     """Hidden states and progress of ``model`` along every episode (or ``episodes``) of a dataset,
     with the episodes' success flags (``meta/episodes``' ``success``)."""
-    from robo_reward.data.frames import load_frame_cache
-    from robo_reward.reward.inference import predict_episode
+    from robo_reward.reward.inference import model_frame_cache, predict_episode
 
-    cfg = model.config
-    cache = load_frame_cache(root, list(cfg.cameras), cfg.image_size, progress=progress_bar, state=cfg.use_state,
-                             resize=cfg.resize)
+    cache = model_frame_cache(model.config, root, progress=progress_bar)
     feats, progress = LabelledFeatures(), []
     for ep in cache.episodes:
         if (episodes is not None and ep.index not in episodes) or ep.quality == "rollout_unlabelled":

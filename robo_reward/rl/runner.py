@@ -79,6 +79,7 @@ def run_rl(cfg: RLConfig) -> dict[str, Any]:
         refitter = RolloutRefitter(potential, shaper, [r.strip() for r in cfg.reward_model.split(",") if r.strip()],
                                    cfg.num_envs, cfg.steps // cfg.num_envs + 2, cfg.refit_steps, cfg.seed,
                                    cfg.progress_bar, cfg.refit_failure_tail)
+        venv.record_features = True  # the features each Phi came from, for the replay relabel
         if resumed and (out / CHECKPOINT / "refit.pt").is_file():
             refitter.load_state_dict(torch.load(out / CHECKPOINT / "refit.pt", weights_only=False))
     if residual is not None:

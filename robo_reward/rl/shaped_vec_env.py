@@ -25,9 +25,10 @@ class ShapedVecEnv(VecEnvWrapper):
         self._phi = np.zeros(venv.num_envs)
         self._feat: np.ndarray | None = None
         self.time_in_potential = 0.0
+        self.record_features = False  # set by a run that refits the reward (it relabels from them)
 
     def _features(self) -> np.ndarray | None:
-        f = getattr(self.potential, "last_features", None)
+        f = getattr(self.potential, "last_features", None) if self.record_features else None
         return None if f is None else f.copy()
 
     def _call_potential(self, obs, first, active=None) -> np.ndarray:
