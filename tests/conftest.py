@@ -1,8 +1,14 @@
 """Shared fixtures: a tiny push dataset (two cameras), a tiny reward model and BC policies on it."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+if "ROBO_REWARD_CACHE_DIR" not in os.environ:  # the decoded-frame stores of this session's datasets
+    os.environ["ROBO_REWARD_CACHE_DIR"] = tempfile.mkdtemp(prefix="rr-frames-")
+    atexit.register(shutil.rmtree, os.environ["ROBO_REWARD_CACHE_DIR"], True)
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("SVT_LOG", "1")
 

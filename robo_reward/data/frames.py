@@ -2,8 +2,9 @@
 SARM labels, and sample causal windows (forward or rewound).
 
 Decoding runs at ~1-2k frames/s with PyAV (dav1d) at 64x64, far too slow to repeat every step,
-so the whole dataset is decoded once into memory: 50 episodes x 80 frames x 3 views x 64x64x3
-is about 150 MB.
+so the whole dataset is decoded once, at model resolution, into an on-disk store
+(:mod:`robo_reward.data.frame_store`) that later runs reuse; resident memory does not grow with
+the dataset.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from tqdm import tqdm
 
 from robo_reward.data.labels import AnnotationError, Segments, episode_progress
 from robo_reward.data.lerobot_io import DatasetError, open_metadata, read_frame_columns
-from robo_reward.data.video import read_video
+from robo_reward.data.frame_store import FrameStore, StoreWriter, store_path
+from robo_reward.data.video import iter_video, to_square
 from robo_reward.utils import Choice
 
 
@@ -49,7 +51,7 @@ class EpisodeLabels:
 class FrameCache:
     root: Path
     cameras: list[str]
-    frames: np.ndarray  # (N, V, H, W, 3) uint8
+    frames: FrameStore | np.ndarray  # (N, V, H, W, 3) uint8, on disk (see frame_store)
     episodes: list[EpisodeLabels]
     stage_names: list[str]
     proportions: list[float]
@@ -90,7 +92,7 @@ def load_frame_cache(root: str | Path, cameras: list[str], size: int = 64, label
     starts = np.concatenate([[0], np.cumsum(eps["length"].to_numpy())[:-1]]).astype(int)
     eps, success_known = episode_success(root, meta, eps)
     frames = decode_episodes(root, meta, eps, starts, cameras, size, progress, resize)
-    episodes = [episode_labels(root, rec, int(start), use_stages, stage_names, proportions)
+    episodes = [episode_labels(root, rec, int(start), use_stages, stage_names, proportions, int(meta.fps))
                 for rec, start in zip(eps.to_dict("records"), starts, strict=True)]
     states = _load_state(root, meta, eps) if state else None
     return FrameCache(root, list(cameras), frames, episodes, stage_names, proportions, int(meta.fps), use_stages,
@@ -138,37 +140,63 @@ def read_meta(root: Path, cameras: list[str]):
 
 
 def decode_episodes(root: Path, meta, eps: pd.DataFrame, starts: np.ndarray, cameras: list[str], size: int,
-                    progress: bool, resize: str = "crop") -> np.ndarray:
-    """(N, V, size, size, 3) uint8: every episode's frames of each camera, each video file decoded once."""
+                    progress: bool, resize: str = "crop") -> FrameStore:
+    """(N, V, size, size, 3) uint8 frames of every episode and camera, in the on-disk store of
+    :mod:`robo_reward.data.frame_store`: reused when the dataset is unchanged, else built by
+    streaming each video file once (memory holds one frame, not a video)."""
+    path = store_path(root, cameras, size, resize)
+    if path.exists():
+        store = FrameStore(path)
+        if store.shape == (int(eps["length"].sum()), len(cameras), size, size, 3):
+            return store
     fps = int(meta.fps)
-    template = meta.video_path
-    frames = None
-    decoded: dict[tuple[str, int, int], np.ndarray] = {}
-    bar = tqdm(total=len(cameras) * len(eps), desc="decode videos", disable=not progress, unit="ep")
-    for v, cam in enumerate(cameras):
-        key = f"observation.images.{cam}"
-        for rec, start in zip(eps.to_dict("records"), starts, strict=True):
-            chunk, fidx = int(rec[f"videos/{key}/chunk_index"]), int(rec[f"videos/{key}/file_index"])
-            if (key, chunk, fidx) not in decoded:
-                path = root / template.format(video_key=key, chunk_index=chunk, file_index=fidx)
-                decoded[(key, chunk, fidx)] = read_video(path, size, resize)[0]
-            video = decoded[(key, chunk, fidx)]
-            first = int(round(float(rec[f"videos/{key}/from_timestamp"]) * fps))
-            n = int(rec["length"])
-            if first + n > len(video):
-                raise DatasetError(f"{key} file {chunk}/{fidx}: episode {int(rec['episode_index'])} needs frames "
-                                   f"[{first}, {first + n}) but the video has {len(video)}")
-            if frames is None:
-                frames = np.zeros((int(eps["length"].sum()), len(cameras), size, size, 3), dtype=np.uint8)
-            frames[start: start + n, v] = video[first: first + n]
-            bar.update(1)
-        decoded = {k: x for k, x in decoded.items() if k[0] != key}  # free the finished camera
-    bar.close()
-    return frames
+    n_total = int(eps["length"].sum())
+    writer = StoreWriter(path, (n_total, len(cameras), size, size, 3),
+                         {"dataset": str(Path(root).resolve()), "cameras": list(cameras), "size": size,
+                          "resize": resize, "frames": n_total})
+    bar = tqdm(total=n_total * len(cameras), desc="decode videos", disable=not progress, unit="frame",
+               unit_scale=True, mininterval=0.5)
+    try:
+        for v, cam in enumerate(cameras):
+            key = f"observation.images.{cam}"
+            files: dict[tuple[int, int], list[tuple[dict, int]]] = {}
+            for rec, start in zip(eps.to_dict("records"), starts, strict=True):
+                files.setdefault((int(rec[f"videos/{key}/chunk_index"]), int(rec[f"videos/{key}/file_index"])),
+                                 []).append((rec, int(start)))
+            for (chunk, fidx), members in files.items():
+                vpath = root / meta.video_path.format(video_key=key, chunk_index=chunk, file_index=fidx)
+                dest = {}  # frame index in the file -> row of the store
+                for rec, start in members:
+                    first = int(round(float(rec[f"videos/{key}/from_timestamp"]) * fps))
+                    dest.update({first + t: start + t for t in range(int(rec["length"]))})
+                last, n_video = max(dest), 0
+                for t, frame in enumerate(iter_video(vpath)):
+                    n_video = t + 1
+                    if t in dest:
+                        writer.put(dest[t], v, to_square(frame[None], size, resize)[0])
+                        bar.update(1)
+                    if t >= last:
+                        break
+                for rec, _ in members:
+                    first = int(round(float(rec[f"videos/{key}/from_timestamp"]) * fps))
+                    if first + int(rec["length"]) > n_video:
+                        raise DatasetError(f"{key} file {chunk}/{fidx}: episode {int(rec['episode_index'])} needs "
+                                           f"frames [{first}, {first + int(rec['length'])}) but the video has "
+                                           f"{n_video}")
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        bar.close()
+    return writer.commit()
+
+
+def _whole_seconds(times) -> bool:
+    return times is not None and len(times) > 0 and all(float(t) == round(float(t)) for t in times)
 
 
 def episode_labels(root: Path, rec: dict, start: int, use_stages: bool, stage_names: list[str],
-                   proportions: list[float]) -> EpisodeLabels:
+                   proportions: list[float], fps: int = 30) -> EpisodeLabels:
     """Stage, tau and global progress per frame of one episode (from its SARM annotations, or linear)."""
     n = int(rec["length"])
     seg = None
@@ -176,8 +204,11 @@ def episode_labels(root: Path, rec: dict, start: int, use_stages: bool, stage_na
         names = rec.get("sparse_subtask_names")
         if names is None or len(names) == 0:
             raise AnnotationError(f"{root}/meta/episodes: episode {rec['episode_index']} has no annotations")
+        ends = [int(x) for x in rec["sparse_subtask_end_frames"]]
+        if ends and n <= ends[-1] < n + fps and _whole_seconds(rec.get("sparse_subtask_end_times")):
+            ends[-1] = n - 1  # whole-second times (LeRobot's annotator): the last end rounds up past the episode
         seg = Segments(tuple(names), tuple(int(x) for x in rec["sparse_subtask_start_frames"]),
-                       tuple(int(x) for x in rec["sparse_subtask_end_frames"])).normalized(n)
+                       tuple(ends)).normalized(n)
         seg.validate(n, where=f"{root}/meta/episodes episode {rec['episode_index']}")
         unknown = set(seg.names) - set(stage_names)
         if unknown:
@@ -341,11 +372,12 @@ def feature_cache(model, cache: FrameCache, path: Path, batch: int = 256, progre
         if feats.shape[:2] == (n, v):
             return np.asarray(feats)
     chunks = []
-    flat = cache.frames.reshape(n * v, *cache.frames.shape[2:])
-    for i in tqdm(range(0, len(flat), batch), desc="cache features", disable=not progress):
-        x = torch.from_numpy(flat[i: i + batch]).permute(0, 3, 1, 2).float() / 255.0
-        chunks.append(model.encoder.trunk(x).numpy().astype(np.float16))
-    feats = np.concatenate(chunks).reshape(n, v, -1)
+    rows = max(1, batch // v)
+    for i in tqdm(range(0, n, rows), desc="cache features", disable=not progress):
+        block = np.asarray(cache.frames[i: i + rows])
+        x = torch.from_numpy(block.reshape(-1, *block.shape[2:])).permute(0, 3, 1, 2).float() / 255.0
+        chunks.append(model.encoder.trunk(x).numpy().astype(np.float16).reshape(len(block), v, -1))
+    feats = np.concatenate(chunks)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp.npy")
     np.save(tmp, feats)

@@ -161,7 +161,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def materialize_annotations(root: str | Path, stage_names: list[str] | None = None) -> dict[str, float]:
     """Write the SARM columns and quality labels into ``meta/episodes`` and the temporal
-    proportions JSON, from the sidecar. Idempotent; each file is replaced atomically."""
+    proportions JSON, from the sidecar, and compact the episodes table into one file (see
+    :func:`compact_episodes`). Idempotent; each file is replaced atomically."""
     root = Path(root)
     metas = load_episode_meta(root)
     if stage_names is None:
@@ -170,28 +171,61 @@ def materialize_annotations(root: str | Path, stage_names: list[str] | None = No
     if not files:
         raise DatasetError(f"{root}/meta/episodes: no episode files; the dataset is empty")
     fps = read_info(root)["fps"]
-    for f in files:
-        df = pd.read_parquet(f)
-        cols: dict[str, list] = {k: [] for k in (
-            "sparse_subtask_names", "sparse_subtask_start_frames", "sparse_subtask_end_frames",
-            "sparse_subtask_start_times", "sparse_subtask_end_times", "quality", "success")}
-        for ep in df["episode_index"]:
-            m = metas.get(int(ep))
-            if m is None:
-                raise DatasetError(f"{root / SIDECAR}: no record for episode {int(ep)} found in {f}")
-            cols["sparse_subtask_names"].append(list(m.subtask_names))
-            cols["sparse_subtask_start_frames"].append([int(x) for x in m.subtask_start_frames])
-            cols["sparse_subtask_end_frames"].append([int(x) for x in m.subtask_end_frames])
-            cols["sparse_subtask_start_times"].append([x / fps for x in m.subtask_start_frames])
-            cols["sparse_subtask_end_times"].append([x / fps for x in m.subtask_end_frames])
-            cols["quality"].append(m.quality)
-            cols["success"].append(bool(m.success))
-        for k, v in cols.items():
-            df[k] = v
-        atomic_write_bytes(f, df.to_parquet(index=False))
+    df = episodes_table(files)
+    cols: dict[str, list] = {k: [] for k in (
+        "sparse_subtask_names", "sparse_subtask_start_frames", "sparse_subtask_end_frames",
+        "sparse_subtask_start_times", "sparse_subtask_end_times", "quality", "success")}
+    for ep in df["episode_index"]:
+        m = metas.get(int(ep))
+        if m is None:
+            raise DatasetError(f"{root / SIDECAR}: no record for episode {int(ep)} found in {root}/meta/episodes")
+        cols["sparse_subtask_names"].append(list(m.subtask_names))
+        cols["sparse_subtask_start_frames"].append([int(x) for x in m.subtask_start_frames])
+        cols["sparse_subtask_end_frames"].append([int(x) for x in m.subtask_end_frames])
+        cols["sparse_subtask_start_times"].append([x / fps for x in m.subtask_start_frames])
+        cols["sparse_subtask_end_times"].append([x / fps for x in m.subtask_end_frames])
+        cols["quality"].append(m.quality)
+        cols["success"].append(bool(m.success))
+    for k, v in cols.items():
+        df[k] = v
+    compact_episodes(root, df, files)
     props = temporal_proportions([m.segments() for m in metas.values()], stage_names)
     atomic_write_bytes(root / PROPORTIONS, json.dumps(props, indent=2).encode())
     return props
+
+
+def episodes_table(files: list[Path]) -> pd.DataFrame:
+    """Every episode's row of ``meta/episodes``, once each (a compaction cut short leaves the
+    compacted file beside the per-episode files it replaces), in episode order."""
+    df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    return df.drop_duplicates("episode_index", keep="first").sort_values("episode_index").reset_index(drop=True)
+
+
+def compact_episodes(root: Path, df: pd.DataFrame, files: list[Path]) -> None:
+    """Make ``df`` the whole episodes table, in ``meta/episodes/chunk-000/file-000.parquet``.
+
+    The writer saves each episode's metadata in a file of its own (closed files are what make
+    it crash-safe); a finished dataset has them in one file, as LeRobot's own recorder leaves
+    them, so LeRobot's tools that index the table by episode (its SARM annotator's
+    ``save_annotations_to_dataset``) work on it. Crash-safe: the compacted file is written
+    first (over episode 0's, atomically), then the commit stops listing the others, then they
+    are deleted; a kill at any point leaves a dataset that repair and a re-run complete."""
+    from robo_reward.data.recovery import commit_without
+
+    df = df.copy()
+    df["meta/episodes/chunk_index"] = 0
+    df["meta/episodes/file_index"] = 0
+    target = root / "meta" / "episodes" / "chunk-000" / "file-000.parquet"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(target, df.to_parquet(index=False))
+    others = [f for f in files if f.resolve() != target.resolve()]
+    if others:
+        commit_without(root, [f.relative_to(root).as_posix() for f in others], atomic_write_bytes)
+        for f in others:
+            f.unlink(missing_ok=True)
+        for d in sorted((root / "meta" / "episodes").glob("chunk-*")):
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
 
 
 @contextmanager

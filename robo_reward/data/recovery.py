@@ -86,6 +86,17 @@ def write_commit(root: Path, records: list[dict[str, Any]], atomic_write, finali
     atomic_write(root / COMMIT, json.dumps(commit).encode())
 
 
+def commit_without(root: Path, removed: list[str], atomic_write) -> None:
+    """Rewrite the last commit with ``removed`` files dropped from its list (they are about to be
+    deleted, their content kept elsewhere), so a repair after a kill deletes rather than misses them."""
+    commit = read_commit(root)
+    if commit is None:
+        return
+    gone = set(removed)
+    commit["files"] = [f for f in commit["files"] if f not in gone]
+    atomic_write(root / COMMIT, json.dumps(commit).encode())
+
+
 def read_commit(root: Path) -> dict[str, Any] | None:
     path = root / COMMIT
     if not path.is_file():

@@ -129,3 +129,32 @@ def test_kill_9_at_random_moments_collect_and_deploy(tmp_path, state_policy):
               bench.trial("collect", True, tmp_path, rng, base_collect),
               bench.trial("deploy", True, tmp_path, rng, base_deploy, policy=state_policy)]
     assert all(t["survived"] for t in trials), json.dumps(trials, indent=1)
+
+
+@pytest.mark.parametrize("cut", ["before_commit", "before_delete"])
+def test_a_finalize_killed_while_compacting_the_episodes_table_is_completed_by_repair(tmp_path, monkeypatch, cut):
+    """At finalize the per-episode metadata files become one table; a kill between its steps
+    loses no episode and leaves no episode twice."""
+    from robo_reward.data import lerobot_io, recovery
+
+    real = recovery.commit_without
+
+    def killed(root, removed, atomic_write):
+        if cut == "before_delete":
+            real(root, removed, atomic_write)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(recovery, "commit_without", killed)
+    out = tmp_path / "three"
+    with pytest.raises(KeyboardInterrupt):
+        collect("push", 3, "clean", out, seed=0, cameras=("front",), progress=False)
+    assert is_interrupted(out)
+    monkeypatch.setattr(recovery, "commit_without", real)
+    report = lerobot_io.ensure_complete(out)
+    assert report is not None and report.episodes == 3 and not is_interrupted(out)
+    assert [p.relative_to(out).as_posix() for p in (out / "meta" / "episodes").rglob("*.parquet")] == [
+        "meta/episodes/chunk-000/file-000.parquet"]
+    ds = LeRobotDataset(repo_id_for(out), root=out)
+    assert ds.num_episodes == 3 and list(ds.meta.episodes["episode_index"]) == [0, 1, 2]
+    assert len(ds) == sum(m.length for m in load_episode_meta(out).values())
+    _ = ds[len(ds) - 1]

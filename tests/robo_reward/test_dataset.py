@@ -160,3 +160,72 @@ def test_success_comes_from_lerobots_per_frame_next_success_without_our_column(t
     cache = load_frame_cache(ds, ["front"], 16, progress=False)
     truth = {i: m.success and i != 0 for i, m in load_episode_meta(tiny_dataset).items()}
     assert cache.success_known and [e.success for e in cache.episodes] == [truth[e.index] for e in cache.episodes]
+
+
+def test_frame_store_matches_a_full_decode_is_reused_and_rebuilt_when_the_dataset_changes(push_dataset, tmp_path,
+                                                                                         monkeypatch):
+    import shutil
+
+    from robo_reward.data import frame_store
+    from robo_reward.data.frames import load_frame_cache
+    from robo_reward.data.lerobot_io import open_metadata
+    from robo_reward.data.video import read_video
+
+    monkeypatch.setenv("ROBO_REWARD_CACHE_DIR", str(tmp_path / "cache"))
+    ds = tmp_path / "push"
+    shutil.copytree(push_dataset, ds)
+    cache = load_frame_cache(ds, ["front", "wrist"], 32, labels="linear", progress=False)
+    assert isinstance(cache.frames, frame_store.FrameStore)
+    # the same pixels as decoding each whole video into memory
+    meta = open_metadata(ds)
+    for rec, ep in zip(meta.episodes.with_format(None).to_pandas().to_dict("records"), cache.episodes, strict=True):
+        for v, cam in enumerate(["front", "wrist"]):
+            key = f"observation.images.{cam}"
+            path = ds / meta.video_path.format(video_key=key, chunk_index=rec[f"videos/{key}/chunk_index"],
+                                               file_index=rec[f"videos/{key}/file_index"])
+            first = int(round(rec[f"videos/{key}/from_timestamp"] * meta.fps))
+            full = read_video(path, 32)[0][first: first + ep.length]
+            np.testing.assert_array_equal(cache.episode_frames(ep)[:, v], full)
+    # array-style reads: (B, T) rows, an episode's slice, one row; np.load of the file agrees
+    on_disk = np.load(cache.frames.path, mmap_mode="r")
+    rows = np.array([[0, 1, 2], [5, 5, 4]])
+    np.testing.assert_array_equal(cache.frames[rows], on_disk[rows])
+    ep = cache.episodes[1]
+    np.testing.assert_array_equal(cache.episode_frames(ep), on_disk[ep.start: ep.start + ep.length])
+    np.testing.assert_array_equal(cache.frames[3], on_disk[3])
+    # reused as it is: no second decode
+    monkeypatch.setattr("robo_reward.data.frames.iter_video", lambda *a: pytest.fail("decoded again"))
+    again = load_frame_cache(ds, ["front", "wrist"], 32, labels="linear", progress=False)
+    assert again.frames.path == cache.frames.path
+    monkeypatch.undo()
+    monkeypatch.setenv("ROBO_REWARD_CACHE_DIR", str(tmp_path / "cache"))
+    # another resolution is another store; a changed dataset replaces its store
+    other = load_frame_cache(ds, ["front", "wrist"], 16, labels="linear", progress=False)
+    assert other.frames.path != cache.frames.path and other.frames.shape[2:4] == (16, 16)
+    collect("push", 4, "clean", ds, seed=0, progress=False)  # one more episode
+    grown = load_frame_cache(ds, ["front", "wrist"], 32, labels="linear", progress=False)
+    assert grown.frames.path != cache.frames.path and not cache.frames.path.exists()
+    assert len(grown.frames) == len(cache.frames) + grown.episodes[-1].length
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 2  # the 16px store and the new 32px one
+
+
+def test_a_failed_frame_store_build_leaves_nothing_to_be_read(push_dataset, tmp_path, monkeypatch):
+    from robo_reward.data.frames import load_frame_cache
+    from robo_reward.data.video import iter_video
+
+    monkeypatch.setenv("ROBO_REWARD_CACHE_DIR", str(tmp_path / "cache"))
+
+    def dies(path):
+        for i, f in enumerate(iter_video(path)):
+            if i == 5:
+                raise KeyboardInterrupt
+            yield f
+
+    monkeypatch.setattr("robo_reward.data.frames.iter_video", dies)
+    with pytest.raises(KeyboardInterrupt):
+        load_frame_cache(push_dataset, ["front"], 16, labels="linear", progress=False)
+    assert list((tmp_path / "cache").iterdir()) == []
+    monkeypatch.undo()
+    monkeypatch.setenv("ROBO_REWARD_CACHE_DIR", str(tmp_path / "cache"))
+    cache = load_frame_cache(push_dataset, ["front"], 16, labels="linear", progress=False)
+    assert cache.frames.path.exists() and cache.frames[-1].any()

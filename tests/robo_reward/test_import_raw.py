@@ -262,3 +262,49 @@ def test_a_model_reads_a_dataset_whose_cameras_are_named_otherwise_through_camer
     assert len(p) == 30 and p["progress_sparse"].between(0, 1).all()
     assert main([*args, "--camera-map=high:top"]) == 2
     assert "--camera-map: ['top'] are not cameras of the model" in capsys.readouterr().err
+
+
+def test_a_dataset_annotated_by_lerobots_own_annotator_trains_as_it_is(tiny_dataset, tmp_path):
+    """LeRobot's SARM annotator (``save_annotations_to_dataset``) indexes the episodes table by
+    episode, so it needs the table in one file, as a finished dataset of ours has it; its
+    whole-second, shared-boundary subtasks (and the frames after the last) then train as they are."""
+    import shutil
+
+    from lerobot.data_processing.sarm_annotations.subtask_annotation import (
+        Subtask,
+        SubtaskAnnotation,
+        Timestamp,
+        compute_temporal_proportions,
+        save_annotations_to_dataset,
+    )
+
+    from robo_reward.data import open_dataset
+    from robo_reward.data.frames import load_frame_cache
+    from robo_reward.reward.config import RewardModelConfig
+    from robo_reward.reward.train import TrainRewardConfig, train_reward
+
+    ds = tmp_path / "push"
+    shutil.copytree(tiny_dataset, ds)
+    assert [p.name for p in (ds / "meta" / "episodes").rglob("*.parquet")] == ["file-000.parquet"]
+    fps = json.loads((ds / "meta" / "info.json").read_text())["fps"]
+    n_eps = open_dataset(ds).num_episodes
+    ann = {i: SubtaskAnnotation(subtasks=[Subtask(name="approach", timestamps=Timestamp(start="00:00", end="00:01")),
+                                          Subtask(name="push", timestamps=Timestamp(start="00:01", end="00:02"))])
+           for i in range(n_eps)}
+    save_annotations_to_dataset(ds, ann, fps, prefix="sparse")
+    (ds / "meta" / "temporal_proportions_sparse.json").write_text(
+        json.dumps(compute_temporal_proportions(ann, fps, ["approach", "push"]), indent=2))  # as its main() does
+    assert open_dataset(ds).num_episodes == n_eps  # still a LeRobot dataset, no episode lost or added
+
+    cache = load_frame_cache(ds, ["front"], 16, labels="sparse", progress=False)
+    assert cache.stage_names == ["approach", "push"]
+    # a short episode's second subtask ends (00:02) past its end; a long one has frames after it
+    assert {ep.length < 2 * fps for ep in cache.episodes} == {True, False}
+    for ep in cache.episodes:
+        assert (ep.stage[:fps] == 0).all() and (ep.stage[fps:] == 1).all()
+        assert ep.progress[fps - 1] < 0.8 and np.allclose(ep.progress[min(ep.length - 1, 2 * fps):], 1.0)
+    out = train_reward(TrainRewardConfig(dataset=ds, out=tmp_path / "run", steps=3, batch_size=4, wandb="disabled",
+                                         labels="sparse", model=RewardModelConfig(image_size=16, dim=32, heads=2, temporal_layers=1,
+                                                                                 window=4, frame_gap=2)),
+                       progress=False)
+    assert json.loads((out / "config.json").read_text())["stage_names"] == ["approach", "push"]
