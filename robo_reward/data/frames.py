@@ -19,9 +19,9 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from robo_reward.data.frame_store import FrameStore, StoreWriter, store_path
 from robo_reward.data.labels import AnnotationError, Segments, episode_progress
 from robo_reward.data.lerobot_io import DatasetError, open_metadata, read_frame_columns
-from robo_reward.data.frame_store import FrameStore, StoreWriter, store_path
 from robo_reward.data.video import iter_video, to_square
 from robo_reward.utils import Choice
 
