@@ -63,7 +63,9 @@ class FrameStore:
         self.path = Path(path)
         with open(self.path, "rb") as f:
             version = np.lib.format.read_magic(f)
-            shape, fortran, dtype = np.lib.format._read_array_header(f, version)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran, dtype = read_header(f)
             self.offset = f.tell()
         if fortran or dtype != np.uint8 or len(shape) != 5:
             raise ValueError(f"{self.path}: not a frame store (shape {shape}, dtype {dtype}); delete it to rebuild")

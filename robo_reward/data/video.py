@@ -1,8 +1,9 @@
 """Video files, the one place they are read and written here (PyAV).
 
-:func:`read_video` decodes a whole file (optionally resized to a square model resolution) for
-the frame cache and the raw importer; :func:`write_mp4` writes the annotated review videos of
-``eval-reward`` and ``eval-policy``, each frame drawn by :func:`progress_frame`. Datasets' own
+:func:`iter_video` streams a file's frames (the frame store and the raw importer read videos
+this way, so memory holds one frame); :func:`read_video` decodes a whole file into memory;
+:func:`write_mp4` writes the annotated review videos of ``eval-reward`` and ``eval-policy``,
+each frame drawn by :func:`progress_frame`. Datasets' own
 videos are written by LeRobot's dataset writer.
 """
 
