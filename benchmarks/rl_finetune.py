@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +26,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import run  # noqa: E402
+
 EVAL_SEED = 10_000
 
 
@@ -35,18 +35,6 @@ def rl_flags(args, variant: str) -> list[str]:
     learned = [f"--reward-model={args.reward_model}", "--reward=learned", f"--phi-corr-episodes={args.phi_episodes}"]
     return {"sparse": ["--reward=sparse"], "dense": ["--reward=dense"], "learned": learned,
             "learned_refit": [*learned, f"--refit-every={args.refit_every}"]}[variant]
-
-
-def env_vars() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MUJOCO_GL": "egl", "HF_HUB_OFFLINE": "1",
-            "PYTHONPATH": str(ROOT)}  # this checkout, whichever one the venv was installed from
-
-
-def run(cmd: list[str], log: Path) -> None:
-    with open(log, "a") as f:
-        rc = subprocess.run(cmd, env=env_vars(), cwd=ROOT, stdout=f, stderr=subprocess.STDOUT).returncode
-    if rc:
-        raise RuntimeError(f"exit {rc}: {' '.join(cmd)}; see {log}")
 
 
 def rl_run(variant: str, seed: int, args) -> Path:

@@ -256,17 +256,18 @@ def split_episodes(n: int, held_out_frac: float, seed: int,
                    success: list[bool] | None = None) -> tuple[list[int], list[int]]:
     """A fixed, seeded train / held-out split of episode positions; with ``success`` flags of both
     kinds, stratified: successes and failures are held out in proportion (at least one of each
-    kind that has two or more episodes), so VOC+ and AUROC are defined on the held-out set."""
+    kind that has two or more episodes), so VOC+ and AUROC are defined on the held-out set.
+    ``held_out_frac`` 0 holds out nothing (train on every episode, evaluate on another dataset)."""
     rng = np.random.default_rng(seed)
     if success is None or len(set(success)) < 2:
         order = rng.permutation(n)
-        k = max(1, int(round(n * held_out_frac))) if n > 1 else 0
+        k = max(1, int(round(n * held_out_frac))) if n > 1 and held_out_frac > 0 else 0
         return sorted(order[k:].tolist()), sorted(order[:k].tolist())
     train, held = [], []
     for kind in (True, False):
         pos = np.flatnonzero(np.asarray(success) == kind)
         order = rng.permutation(pos)
-        k = max(1, int(round(len(pos) * held_out_frac))) if len(pos) > 1 else 0
+        k = max(1, int(round(len(pos) * held_out_frac))) if len(pos) > 1 and held_out_frac > 0 else 0
         held += order[:k].tolist()
         train += order[k:].tolist()
     return sorted(train), sorted(held)

@@ -240,6 +240,35 @@ class ProcessRewardModel(nn.Module):
         tmpc.write_text(json.dumps(dataclasses.asdict(self.config), indent=2))
         os.replace(tmpc, directory / CONFIG)
 
+    @torch.no_grad()
+    def init_from(self, other: ProcessRewardModel) -> dict[str, list[str]]:
+        """Start from ``other``'s weights (``train-reward --init``): every tensor of the same shape
+        is copied; the per-stage rows of the stage head and the prototypes are copied by stage name
+        (a new task's stages that the other model knew start where it left them, new ones fresh);
+        the temporal proportions stay this model's (the new task's). Returns what was kept, matched
+        by stage and left fresh."""
+        mine, theirs = self.state_dict(), other.state_dict()
+        kept, fresh = [], []
+        skip = {"proportions", "cum_proportions", "goal_h"}
+        for k, v in mine.items():
+            if k in skip:
+                continue
+            if k in theirs and theirs[k].shape == v.shape and k not in ("stage_head.weight", "stage_head.bias",
+                                                                        "prototypes"):
+                v.copy_(theirs[k])
+                kept.append(k)
+            elif k not in ("stage_head.weight", "stage_head.bias", "prototypes"):
+                fresh.append(k)
+        names = list(self.config.stage_names)
+        old = {n: i for i, n in enumerate(other.config.stage_names)}
+        matched = [n for n in names if n in old]
+        for key in ("stage_head.weight", "stage_head.bias", "prototypes"):
+            for i, n in enumerate(names):
+                if n in old:
+                    mine[key][i].copy_(theirs[key][old[n]])
+        return {"kept": kept, "stages_matched": matched, "stages_new": [n for n in names if n not in old],
+                "fresh": fresh}
+
     @classmethod
     def load(cls, directory: str | Path, map_location: str = "cpu") -> ProcessRewardModel:
         from safetensors.torch import load_file

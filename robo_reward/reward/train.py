@@ -71,6 +71,9 @@ class TrainRewardConfig:
     """torch CPU threads (0: torch's default)."""
     model: RewardModelConfig = field(default_factory=RewardModelConfig)
     """Model configuration (see configs/reward/*.yaml)."""
+    init: Path | None = None
+    """A train-reward run to start from (fine-tune it on this dataset, e.g. a few demos of a new task with its
+    own stages): its architecture and cameras are kept, --model.* is ignored."""
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
@@ -121,7 +124,17 @@ def train_reward(cfg: TrainRewardConfig, progress: bool = True) -> Path:
     out = Path(cfg.out)
     mcfg = cfg.model
     show = progress and acc.is_main_process
-    if cfg.cameras:
+    init = None
+    if cfg.init is not None:
+        init = ProcessRewardModel.load(cfg.init)
+        if cfg.model != RewardModelConfig():
+            warnings.warn(f"--init={cfg.init}: its architecture is kept; the --model.* settings given are ignored",
+                          UserWarning, stacklevel=2)
+        if cfg.cameras and list(cfg.cameras) != list(init.config.cameras):
+            raise ValueError(f"--cameras: {list(cfg.cameras)}, but the model at --init={cfg.init} reads "
+                             f"{list(init.config.cameras)}; expected those (in that order) or no --cameras")
+        mcfg = dataclasses.replace(init.config, refit_head=False)
+    if cfg.cameras and init is None:
         mcfg = dataclasses.replace(mcfg, cameras=NameList(cfg.cameras))
     elif not mcfg.cameras:
         mcfg = dataclasses.replace(mcfg, cameras=NameList(dataset_cameras(cfg.dataset)))
@@ -136,7 +149,7 @@ def train_reward(cfg: TrainRewardConfig, progress: bool = True) -> Path:
     pos = {e.index: i for i, e in enumerate(cache.episodes)}
     train_rows = [pos[i] for i in train_eps]
     rng = np.random.default_rng([cfg.seed, acc.process_index])
-    model, opt, sched, start = build_or_resume(cfg, mcfg, cache, train_rows, out, rng, acc.is_main_process)
+    model, opt, sched, start = build_or_resume(cfg, mcfg, cache, train_rows, out, rng, acc.is_main_process, init)
     feats = None
     if mcfg.cache_features:
         model.eval()
@@ -233,14 +246,22 @@ def resolve_split(cfg: TrainRewardConfig, cache: FrameCache, out: Path, is_main:
 
 
 def build_or_resume(cfg: TrainRewardConfig, mcfg: RewardModelConfig, cache: FrameCache, train_rows: list[int],
-                    out: Path, rng: np.random.Generator, is_main: bool):
-    """(model, optimizer, scheduler, first step): fresh, or from the latest checkpoint in ``out``."""
+                    out: Path, rng: np.random.Generator, is_main: bool, init: ProcessRewardModel | None = None):
+    """(model, optimizer, scheduler, first step): fresh (from ``init``'s weights when given), or
+    from the latest checkpoint in ``out``."""
     torch.manual_seed(cfg.seed)
     model = ProcessRewardModel(mcfg)
     if mcfg.use_state:  # normalise proprioception with the training episodes' statistics
         train_state = np.concatenate([cache.episode_state(cache.episodes[i]) for i in train_rows])
         model.state_mean.copy_(torch.from_numpy(train_state.mean(0)))
         model.state_std.copy_(torch.from_numpy(train_state.std(0) + 1e-3))
+    if init is not None and _latest_checkpoint(out) is None:
+        report = model.init_from(init)  # the same robot: its state statistics come along too
+        if is_main:
+            (out / "init.json").write_text(json.dumps({"init": str(Path(cfg.init).resolve()), **report}, indent=2))
+            new = f"; new stages {', '.join(report['stages_new'])}" if report["stages_new"] else ""
+            print(f"train-reward: starting from {cfg.init} ({len(report['kept'])} tensors kept; stages "
+                  f"{', '.join(report['stages_matched']) or 'none'} carried over{new})")
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = _warmup_cosine(opt, cfg.steps)
     ckpt = _latest_checkpoint(out)

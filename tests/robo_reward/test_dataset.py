@@ -131,6 +131,7 @@ def test_split_is_stratified_by_success_when_both_kinds_exist():
     assert sorted(tr + ho) == list(range(16)) and not set(tr) & set(ho)
     assert sum(success[i] for i in ho) == 3 and sum(not success[i] for i in ho) == 1
     assert split_episodes(6, 0.34, 0) == split_episodes(6, 0.34, 0, [True] * 6)  # one kind: the plain split
+    assert split_episodes(5, 0.0, 0) == ([0, 1, 2, 3, 4], []) == split_episodes(5, 0.0, 0, [True, False] * 2 + [True])
 
 
 def test_success_comes_from_lerobots_per_frame_next_success_without_our_column(tiny_dataset, tmp_path):

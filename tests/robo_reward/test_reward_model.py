@@ -322,3 +322,38 @@ def test_non_square_frames_keep_their_aspect_the_same_way_offline_and_online(tin
     assert float((online - offline).abs().mean()) < 0.05
     with pytest.raises(ValueError, match="resize: 'stretch'"):
         RewardModelConfig(cameras=["front"], resize="stretch")
+
+
+def test_init_from_copies_every_shared_tensor_and_the_stage_rows_by_name(tiny_model):
+    base = tiny_model()  # stages a, b
+    torch.manual_seed(1)
+    new = ProcessRewardModel(RewardModelConfig(cameras=["front", "wrist"], image_size=32, stage_names=["b", "c", "a"],
+                                               temporal_proportions=[0.2, 0.5, 0.3], dim=32, heads=2,
+                                               temporal_layers=1, window=4, frame_gap=2))
+    report = new.init_from(base)
+    assert report["stages_matched"] == ["b", "a"] and report["stages_new"] == ["c"] and not report["fresh"]
+    theirs, mine = base.state_dict(), new.state_dict()
+    assert torch.equal(mine["encoder.net.0.weight"], theirs["encoder.net.0.weight"])
+    for key in ("stage_head.weight", "stage_head.bias", "prototypes"):
+        assert torch.equal(mine[key][0], theirs[key][1]) and torch.equal(mine[key][2], theirs[key][0])
+        assert not torch.equal(mine[key][1], theirs[key][0]) and not torch.equal(mine[key][1], theirs[key][1])
+    assert torch.allclose(new.proportions, torch.tensor([0.2, 0.5, 0.3]))  # the new task's, not the base's
+
+
+def test_train_reward_init_fine_tunes_a_trained_run(tiny_run, tiny_dataset, tmp_path, capsys):
+    from robo_reward.cli import main
+
+    out = tmp_path / "adapted"
+    args = ["train-reward", f"--dataset={tiny_dataset}", f"--out={out}", f"--init={tiny_run}", "--steps=2",
+            "--lr=1e-9", "--wandb=disabled", "--batch_size=4"]
+    assert main(args) == 0
+    assert f"starting from {tiny_run}" in capsys.readouterr().out
+    base, adapted = ProcessRewardModel.load(tiny_run), ProcessRewardModel.load(out)
+    assert adapted.config.cameras == base.config.cameras and adapted.config.dim == base.config.dim
+    for k, v in base.state_dict().items():  # at lr 1e-9 the weights are the base's
+        if k != "goal_h":
+            assert torch.allclose(adapted.state_dict()[k], v, atol=1e-5), k
+    assert json.loads((out / "init.json").read_text())["stages_matched"] == base.config.stage_names
+    assert main(["train-reward", f"--dataset={tiny_dataset}", f"--out={tmp_path / 'x'}", f"--init={tiny_run}",
+                 "--cameras=front", "--steps=1"]) == 2
+    assert "--init" in capsys.readouterr().err
