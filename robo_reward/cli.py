@@ -83,13 +83,9 @@ class DatasetInfoConfig:
 
 
 @dataclass
-class QuickstartConfig:
-    out: Path = Path("datasets/so101_pick_place_quickstart")
-    """Where the demo dataset goes."""
-    task: str = "pick_place"
-    """Task to collect."""
-    episodes: int = 10
-    """Episodes to collect."""
+class ReportConfig:
+    run: Path = Path("outputs/quickstart")
+    """A pipeline run (quickstart), or a dataset, reward-model, BC or RL run (also positional: robo-reward report DIR)."""
 
 
 @dataclass
@@ -325,12 +321,18 @@ def cmd_repair(cfg: RepairConfig) -> int:
     return 0
 
 
-def cmd_quickstart(cfg: QuickstartConfig) -> int:
-    """The main job on built-in defaults: collect a small demo set, then summarise and plot it."""
-    rc = cmd_collect(CollectConfig(task=cfg.task, episodes=cfg.episodes, out=cfg.out))
-    if rc:
-        return rc
-    return cmd_dataset_info(DatasetInfoConfig(dataset=cfg.out))
+def cmd_quickstart(cfg) -> int:
+    """The main job: demos -> reward model -> BC / RA-BC -> online fine-tuning -> deploy -> report."""
+    from robo_reward.pipeline import run_pipeline
+
+    return run_pipeline(cfg)
+
+
+def cmd_report(cfg: ReportConfig) -> int:
+    from robo_reward.report import write_report
+
+    print(f"report: {write_report(cfg.run)}")
+    return 0
 
 
 COMMANDS = {
@@ -349,7 +351,9 @@ COMMANDS = {
                     "success rate of a BC or RL policy in sim, optional videos"),
     "deploy": ("real.deploy:DeployConfig", cmd_deploy,
                "run a policy on a robot (so101_follower, or mujoco_so101 with no hardware), record rollouts"),
-    "quickstart": (QuickstartConfig, cmd_quickstart, "collect a small demo set, summarise and plot it"),
+    "quickstart": ("robo_reward.pipeline:PipelineConfig", cmd_quickstart,
+                   "the whole pipeline: demos, reward model, BC and RA-BC, RL fine-tuning, deploy, report"),
+    "report": (ReportConfig, cmd_report, "an HTML report of a pipeline run or of one dataset, reward, BC or RL run"),
     "repair": (RepairConfig, cmd_repair, "check a dataset; restore an interrupted recording to its complete episodes"),
 }
 
@@ -372,8 +376,31 @@ def _bare_bool_flags(args: list[str], cfg_cls: type) -> list[str]:
     return out
 
 
+def quiet_libraries(verbose: bool) -> None:
+    """Normal runs show our progress bars and results, not the libraries' logs (FFmpeg's, the
+    encoders', LeRobot's INFO lines, ``datasets``' bars); ``--verbose`` (or ROBO_REWARD_VERBOSE=1)
+    shows them."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING)
+    if verbose:
+        os.environ["SVT_LOG"] = "3"
+        return
+    try:
+        import datasets
+
+        datasets.disable_progress_bars()
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import av.logging
+
+        av.logging.set_level(av.logging.ERROR)
+    except ImportError:  # pragma: no cover
+        pass
+
+
 def usage() -> str:
-    lines = ["usage: robo-reward [--debug] <command> [--field=value ...]   (robo-reward <command> --help)", "",
+    lines = ["usage: robo-reward [--debug] [--verbose] <command> [--field=value ...]   (robo-reward <command> --help)",
+             "",
              "commands:"]
     lines += [f"  {name:<14} {help_}" for name, (_, _, help_) in COMMANDS.items()]
     return "\n".join(lines)
@@ -386,6 +413,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     debug = "--debug" in argv  # tracebacks for every error, not only for bugs
     argv = [a for a in argv if a != "--debug"]
+    verbose = os.environ.get("ROBO_REWARD_VERBOSE") == "1"  # library logs too (the pipeline passes it on)
+    if argv and argv[0] == "--verbose":
+        verbose, argv = True, argv[1:]
     if not argv:
         print(usage())
         return 0
@@ -396,6 +426,8 @@ def main(argv: list[str] | None = None) -> int:
     # `dataset-info DIR` takes the directory positionally too
     if name in ("dataset-info", "repair") and rest and not rest[0].startswith("-"):
         rest = [f"--dataset={rest[0]}", *rest[1:]]
+    if name == "report" and rest and not rest[0].startswith("-"):
+        rest = [f"--run={rest[0]}", *rest[1:]]
     cfg_cls, fn, _ = COMMANDS[name]
     if isinstance(cfg_cls, str):  # configs that pull in torch are imported only when used
         import importlib
@@ -405,13 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     # `--config=FILE` is accepted as draccus's `--config_path=FILE`, `--out-json` as `--out_json`
     rest = [f"--config_path={a.split('=', 1)[1]}" if a.startswith("--config=") else a for a in rest]
     rest = _bare_bool_flags([_underscore_flag(a) for a in rest], cfg_cls)
-    logging.basicConfig(level=logging.WARNING)
-    try:
-        import datasets
-
-        datasets.disable_progress_bars()
-    except ImportError:  # pragma: no cover
-        pass
+    quiet_libraries(verbose)
     try:
         try:
             cfg = draccus.parse(config_class=cfg_cls, args=rest, prog=f"robo-reward {name}")

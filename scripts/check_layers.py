@@ -42,6 +42,7 @@ LAYERS: dict[str, int] = {
     "real": 7,
     "plugins": 8,
     "robo_reward.cli": 9,             # the CLI wires everything together
+    "robo_reward.pipeline": 9,        # the main job runs the CLI's commands
 }
 # Exact module names whose rank differs from their prefix (children are not affected).
 EXACT_LAYERS: dict[str, int] = {
