@@ -444,6 +444,11 @@ def main(argv: list[str] | None = None) -> int:
         except draccus.utils.ParsingError as e:  # a config's own validation (__post_init__) or a bad value
             raise flag_error(e) from None
         return fn(cfg)
+    except KeyboardInterrupt:  # Ctrl-C: what was saved stays saved (each command says how it resumes)
+        if debug:
+            raise
+        print(f"robo-reward {name}: interrupted", file=sys.stderr)
+        return 130
     except (ValueError, FileNotFoundError, NotADirectoryError) as e:  # bad input: one line, no traceback
         if debug:
             raise
