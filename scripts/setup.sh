@@ -6,10 +6,22 @@
 #      pyproject.toml, so CI and new clones reuse it; `.venv` in the repo is a symlink to it;
 #   3. this repo, installed editable into that venv;
 #   4. the ManiSkill 3 backend (Mesa 25 Vulkan from bookworm-backports, mani-skill + sapien).
-# Env knobs: ROBO_REWARD_VENV_ROOT (default ~/.cache/robo-reward/venvs), PYTHON312.
+# Env knobs: ROBO_REWARD_VENV_ROOT (default ~/.cache/robo-reward/venvs), PYTHON312,
+# ROBO_REWARD_VERBOSE=1 (show pip's and apt's output; otherwise it goes to a log, shown on failure).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
+log="${TMPDIR:-/tmp}/robo-reward-setup.log"
+: > "$log"
+# quiet: run a command with its output in $log, and show the log's tail if it fails
+quiet() {
+  if [ "${ROBO_REWARD_VERBOSE:-0}" = 1 ]; then "$@"; return; fi
+  if ! "$@" >>"$log" 2>&1; then
+    echo "[setup] failed: $*  (last lines of $log:)" >&2
+    tail -n 30 "$log" >&2
+    exit 1
+  fi
+}
 
 apt_pkgs=(ffmpeg libegl1 libegl-mesa0 libgl1-mesa-dri libosmesa6)
 missing=()
@@ -19,8 +31,8 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "[setup] installing Debian packages: ${missing[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  quiet $SUDO apt-get update -qq
+  quiet env DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
 # ManiSkill/SAPIEN on the CPU needs a Vulkan device: Mesa 25's lavapipe from bookworm-backports
@@ -33,8 +45,8 @@ if [ "$maniskill" = 1 ] && [ -f /etc/debian_version ] && grep -q '^12' /etc/debi
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     src=/etc/apt/sources.list.d/bookworm-backports.list
     [ -f "$src" ] || echo "deb http://deb.debian.org/debian bookworm-backports main" | $SUDO tee "$src" >/dev/null
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    quiet $SUDO apt-get update -qq
+    quiet env DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
       -t bookworm-backports mesa-vulkan-drivers libvulkan1
   fi
 fi
@@ -59,8 +71,8 @@ if [ ! -f "$venv/.complete" ]; then
   echo "[setup] building venv $venv (first run downloads torch: several GB, ~5-10 min)"
   rm -rf "$venv"
   "$py" -m venv "$venv"
-  "$venv/bin/python" -m pip install -q --upgrade pip
-  "$venv/bin/python" -m pip install -q -e ".[dev]"
+  quiet "$venv/bin/python" -m pip install -q --upgrade pip
+  quiet "$venv/bin/python" -m pip install -q -e ".[dev]"
   touch "$venv/.complete"
   # prune older venvs (each is ~5.5 GB)
   for old in "$root"/*; do
@@ -68,15 +80,15 @@ if [ ! -f "$venv/.complete" ]; then
   done
 else
   # the cached venv may point at another clone: re-link this checkout (fast, no deps)
-  "$venv/bin/python" -m pip install -q --no-deps -e . >/dev/null
+  quiet "$venv/bin/python" -m pip install -q --no-deps -e .
 fi
 # the [maniskill] backend: mani-skill and sapien without their declared deps (those would pull
 # mplib and opencv-python), then the deps they really need (scripts/maniskill-requirements.txt)
 ms_key="maniskill-3.0.1-$(sha256sum scripts/maniskill-requirements.txt | cut -c1-8)"
 if [ "$maniskill" = 1 ] && [ ! -f "$venv/.$ms_key" ]; then
   echo "[setup] installing ManiSkill 3 (no mplib, no second opencv)"
-  "$venv/bin/python" -m pip install -q --no-deps "mani-skill==3.0.1" "sapien==3.0.3"
-  "$venv/bin/python" -m pip install -q -r scripts/maniskill-requirements.txt
+  quiet "$venv/bin/python" -m pip install -q --no-deps "mani-skill==3.0.1" "sapien==3.0.3"
+  quiet "$venv/bin/python" -m pip install -q -r scripts/maniskill-requirements.txt
   touch "$venv/.$ms_key"
 fi
 # optional pretrained encoders for the reward model (encoder=clip|siglip): transformers, a version
@@ -84,7 +96,7 @@ fi
 tf_key="transformers-5.18.0"
 if [ ! -f "$venv/.$tf_key" ]; then
   echo "[setup] installing transformers (CLIP/SigLIP encoders)"
-  "$venv/bin/python" -m pip install -q "transformers==5.18.0" "huggingface-hub>=1.6,<2"
+  quiet "$venv/bin/python" -m pip install -q "transformers==5.18.0" "huggingface-hub>=1.6,<2"
   touch "$venv/.$tf_key"
 fi
 ln -sfn "$venv" .venv
