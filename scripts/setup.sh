@@ -99,5 +99,8 @@ if [ ! -f "$venv/.$tf_key" ]; then
   quiet "$venv/bin/python" -m pip install -q "transformers==5.18.0" "huggingface-hub>=1.6,<2"
   touch "$venv/.$tf_key"
 fi
+# LeRobot plugins (plugins/lerobot_*): LeRobot's own commands find our robot and cameras by these
+# distributions' names. Editable and without deps, re-linked to this checkout every time.
+quiet "$venv/bin/python" -m pip install -q --no-deps -e plugins/lerobot_robot_mujoco_so101 -e plugins/lerobot_camera_mujoco
 ln -sfn "$venv" .venv
 echo "[setup] ready: $repo/.venv -> $venv"
