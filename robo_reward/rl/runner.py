@@ -160,12 +160,15 @@ def build_sac(cfg: RLConfig, venv, demo: DemoTransitions | None) -> BCRegularize
         kwargs = {"replay_buffer_class": DemoMixReplayBuffer,
                   "replay_buffer_kwargs": {"demo": demo, "demo_ratio": cfg.demo_ratio, "n_steps": cfg.n_step,
                                            "gamma": cfg.gamma}}
-    model = BCRegularizedSAC(
-        env=venv, learning_rate=cfg.lr, buffer_size=cfg.buffer_size, learning_starts=cfg.learning_starts,
-        batch_size=cfg.batch_size, gamma=cfg.gamma, train_freq=1,
-        gradient_steps=max(1, int(round(cfg.utd * cfg.num_envs))),
-        policy_kwargs={"net_arch": cfg.hidden, "critic_layer_norm": cfg.critic_layer_norm, "n_critics": cfg.n_critics},
-        policy=LayerNormSACPolicy, ent_coef=ent_coef_value(cfg.ent_coef), seed=cfg.seed, device="cpu", **kwargs)
+    with warnings.catch_warnings():  # SB3 picks its NStepReplayBuffer for n_steps, then warns it ignores n_steps
+        warnings.filterwarnings("ignore", message=r".*n_steps=\d+` is ignored")
+        model = BCRegularizedSAC(
+            env=venv, learning_rate=cfg.lr, buffer_size=cfg.buffer_size, learning_starts=cfg.learning_starts,
+            batch_size=cfg.batch_size, gamma=cfg.gamma, train_freq=1,
+            gradient_steps=max(1, int(round(cfg.utd * cfg.num_envs))),
+            policy_kwargs={"net_arch": cfg.hidden, "critic_layer_norm": cfg.critic_layer_norm,
+                           "n_critics": cfg.n_critics},
+            policy=LayerNormSACPolicy, ent_coef=ent_coef_value(cfg.ent_coef), seed=cfg.seed, device="cpu", **kwargs)
     if demo is not None and cfg.bc_warmstart_steps > 0:
         bc_warmstart(model, demo, cfg.bc_warmstart_steps, progress_bar=cfg.progress_bar)
     return model
