@@ -156,8 +156,8 @@ def plot(result: dict, path: Path) -> None:
                        yerr=[[s["mean"] - s["ci"][0]], [s["ci"][1] - s["mean"]]], capsize=3)
                 ax.plot([x] * len(s["per_seed"]), s["per_seed"], "k.", ms=4)
         ax.set_xticks(range(len(shots)), [f"{k} demo{'s' if k != '1' else ''}" for k in shots])
-        ax.set_title(m)
-        ax.set_ylim(-0.2 if m == "voc_neg" else 0, 1.0)
+        ax.set_title({"voc_pos": "VOC+ (best +1)", "voc_neg": "VOC- (reversed, best -1)"}.get(m, m))
+        ax.set_ylim(-1.0 if m == "voc_neg" else 0, 1.0)
         ax.grid(alpha=0.3, axis="y")
     axes[0].legend(fontsize=8)
     fig.suptitle(f"reward model on {result['new_task']}: adapted from {result['base_task']} vs from scratch "
