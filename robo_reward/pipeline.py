@@ -64,6 +64,10 @@ class PipelineConfig:
     """More rl flags."""
     deploy_episodes: int = 3
     """Episodes deployed on mujoco_so101 and recorded."""
+    deploy_args: list[str] = field(default_factory=lambda: ["--overrun_factor=10"])
+    """More deploy flags. The default lets a control step run up to 10x the period before the watchdog stops
+    the run: the twin's physics waits for the loop, so on a busy CPU a slow step is no hazard (a real arm's
+    default stays 2x)."""
     verbose: bool = False
     """Show library output (FFmpeg, LeRobot, pip) too."""
 
@@ -237,7 +241,7 @@ class Pipeline:
             "deploy", "--robot.type=mujoco_so101", f"--robot.task={c.task}", "--robot.privileged_state=true",
             f"--policy={policy}",
             f"--reward-model={p.reward}", f"--episodes={c.deploy_episodes}", f"--record={p.rollouts}",
-            "--keyboard=false", "--ask_success=false", f"--out_json={p.deploy_json}"])
+            "--keyboard=false", "--ask_success=false", f"--out_json={p.deploy_json}", *c.deploy_args])
 
     def step_report(self) -> None:
         from robo_reward.report import write_report
