@@ -1,7 +1,7 @@
 """Video files, the one place they are read and written here (PyAV).
 
 :func:`iter_video` streams a file's frames (the frame store and the raw importer read videos
-this way, so memory holds one frame); :func:`read_video` decodes a whole file into memory;
+this way, so memory holds one frame); :func:`probe_video` checks a file without keeping frames;
 :func:`write_mp4` writes the annotated review videos of ``eval-reward`` and ``eval-policy``,
 each frame drawn by :func:`progress_frame`. Datasets' own
 videos are written by LeRobot's dataset writer.
@@ -40,27 +40,6 @@ def to_square(frames: np.ndarray, size: int, mode: str = "crop") -> np.ndarray:
     if frames.shape[1:3] == (size, size):
         return np.ascontiguousarray(frames)
     return np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in frames])
-
-
-def read_video(path: Path, size: int | None = None, resize: str = "crop") -> tuple[np.ndarray, int]:
-    """(T, H, W, 3) uint8 frames of the first video stream and its frame rate (0 if unknown);
-    with ``size``, each frame is made ``size`` x ``size`` by :func:`to_square` (``resize`` mode)."""
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            fps = int(round(float(stream.average_rate))) if stream.average_rate else 0
-            frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
-    except (av.error.FFmpegError, IndexError, OSError) as e:
-        raise DatasetError(f"{path}: unreadable video ({type(e).__name__}: {e}); expected an mp4 with one "
-                           "video stream") from e
-    if not frames:
-        raise DatasetError(f"{path}: video has 0 frames; expected at least one")
-    arr = np.stack(frames)
-    if size is not None and arr.shape[1:3] != (size, size):
-        arr = to_square(arr, size, resize)
-    return arr, fps
 
 
 def probe_video(path: Path) -> tuple[int, tuple[int, int], int]:

@@ -170,7 +170,7 @@ def test_frame_store_matches_a_full_decode_is_reused_and_rebuilt_when_the_datase
     from robo_reward.data import frame_store
     from robo_reward.data.frames import load_frame_cache
     from robo_reward.data.lerobot_io import open_metadata
-    from robo_reward.data.video import read_video
+    from robo_reward.data.video import iter_video, to_square
 
     monkeypatch.setenv("ROBO_REWARD_CACHE_DIR", str(tmp_path / "cache"))
     ds = tmp_path / "push"
@@ -185,7 +185,7 @@ def test_frame_store_matches_a_full_decode_is_reused_and_rebuilt_when_the_datase
             path = ds / meta.video_path.format(video_key=key, chunk_index=rec[f"videos/{key}/chunk_index"],
                                                file_index=rec[f"videos/{key}/file_index"])
             first = int(round(rec[f"videos/{key}/from_timestamp"] * meta.fps))
-            full = read_video(path, 32)[0][first: first + ep.length]
+            full = to_square(np.stack(list(iter_video(path))), 32)[first: first + ep.length]  # whole file, at once
             np.testing.assert_array_equal(cache.episode_frames(ep)[:, v], full)
     # array-style reads: (B, T) rows, an episode's slice, one row; np.load of the file agrees
     on_disk = np.load(cache.frames.path, mmap_mode="r")
